@@ -1,0 +1,76 @@
+//! The command line: global flags, one subcommand per file. `--json` row structs live beside
+//! each command and are part of the CLI contract.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[cfg(any())]
+pub mod caption;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "captiond",
+    version,
+    about = "Captions a photo library with Florence-2, into a searchable catalog and XMP sidecars"
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: the platform config folder's captiond/config.toml, if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// placeholder
+    Caption,
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "captiond=info",
+        1 => "captiond=debug",
+        _ => "captiond=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Caption => todo!(),
+    }
+}
+
+/// Prints an error and its causes, one per line, never as Debug output.
+pub fn report(err: &anyhow::Error) {
+    if is_broken_pipe(err) {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "captiond: error: {err}");
+    for cause in err.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,401 @@
+//! captiond's own settings (`config.toml`): the key names are a contract shared with scripts, so
+//! they are spelled exactly as in config.example.toml. Two steps: strict serde structs (unknown
+//! keys are errors, so a typo never silently falls back to a default), then [`Settings::resolve`]
+//! checks values and fills in platform defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::florence2::{DeviceChoice, DtypeChoice, Task};
+
+/// The model captiond uses when the config names none.
+pub const DEFAULT_MODEL_REPO: &str = "florence-community/Florence-2-base";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: `{key}` {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+    #[error("no home directory found to place the default config and catalog; pass --config FILE and set `database`")]
+    NoHome,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: Option<PathBuf>,
+    #[serde(default)]
+    library: Vec<RawLibrary>,
+    #[serde(default)]
+    model: RawModel,
+    #[serde(default)]
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibrary {
+    path: PathBuf,
+    sidecars: Option<bool>,
+    naming: Option<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    poll: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    repo: Option<String>,
+    dir: Option<PathBuf>,
+    revision: Option<String>,
+    device: Option<DeviceChoice>,
+    dtype: Option<DtypeChoice>,
+    tasks: Option<Vec<String>>,
+    beams: Option<usize>,
+    max_new_tokens: Option<usize>,
+    batch_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    settle_ms: Option<u64>,
+    rescan_interval: Option<String>,
+    idle_unload: Option<String>,
+}
+
+/// How a library's sidecar files are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarNaming {
+    /// `IMG_1.JPG.xmp` (digiKam, darktable, Immich).
+    Ext,
+    /// `IMG_1.xmp` (Lightroom, Capture One).
+    Stem,
+}
+
+/// Whether a library is watched with inotify/FSEvents or polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Poll network and FUSE filesystems, watch local ones.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Library {
+    pub path: PathBuf,
+    pub sidecars: bool,
+    pub naming: SidecarNaming,
+    pub exclude: Vec<String>,
+    pub poll: PollMode,
+}
+
+/// Which checkpoint to load: a local folder wins over a hub repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelLocation {
+    Dir(PathBuf),
+    Repo { id: String, revision: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub location: ModelLocation,
+    pub device: DeviceChoice,
+    pub dtype: DtypeChoice,
+    pub tasks: Vec<Task>,
+    pub beams: usize,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub settle: Duration,
+    pub rescan_interval: Duration,
+    pub idle_unload: Duration,
+}
+
+/// The checked configuration every command works from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file it came from, if any (for messages).
+    pub source: Option<PathBuf>,
+    pub database: PathBuf,
+    pub libraries: Vec<Library>,
+    pub model: ModelSettings,
+    pub daemon: DaemonSettings,
+}
+
+/// `…/captiond/config.toml` in the platform's config folder.
+pub fn default_config_path() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "captiond")
+}
+
+impl Settings {
+    /// Loads `--config FILE` if given (it must exist), else the default config file if it exists,
+    /// else the built-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => default_config_path().filter(|p| p.exists()),
+        };
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &path)
+            }
+            None => Self::resolve(RawConfig::default(), None),
+        }
+    }
+
+    /// Parses config text; `path` names the file in errors and anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::resolve(raw, Some(path))
+    }
+
+    fn resolve(raw: RawConfig, path: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = path.map(Path::to_path_buf).unwrap_or_default();
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            path: file.clone(),
+            key: key.to_string(),
+            problem,
+        };
+        // Relative paths in a config file are relative to that file, not to wherever the
+        // service happened to start.
+        let base = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let database = match raw.database {
+            Some(p) => anchor(p),
+            None => project_dirs()
+                .ok_or(ConfigError::NoHome)?
+                .data_dir()
+                .join("catalog.db"),
+        };
+
+        let mut libraries = Vec::new();
+        for (i, lib) in raw.library.into_iter().enumerate() {
+            let key = |k: &str| format!("library[{i}].{k}");
+            let naming = match lib.naming.as_deref().unwrap_or("ext") {
+                "ext" => SidecarNaming::Ext,
+                "stem" => SidecarNaming::Stem,
+                other => {
+                    return Err(invalid(
+                        &key("naming"),
+                        format!("is {other:?}; expected \"ext\" or \"stem\""),
+                    ))
+                }
+            };
+            let poll = match &lib.poll {
+                None => PollMode::Auto,
+                Some(toml::Value::Boolean(true)) => PollMode::Always,
+                Some(toml::Value::Boolean(false)) => PollMode::Never,
+                Some(toml::Value::String(s)) if s == "auto" => PollMode::Auto,
+                Some(other) => {
+                    return Err(invalid(
+                        &key("poll"),
+                        format!("is {other}; expected \"auto\", true or false"),
+                    ))
+                }
+            };
+            for pattern in &lib.exclude {
+                globset::Glob::new(pattern)
+                    .map_err(|e| invalid(&key("exclude"), format!("has a bad glob: {e}")))?;
+            }
+            libraries.push(Library {
+                path: anchor(lib.path),
+                sidecars: lib.sidecars.unwrap_or(true),
+                naming,
+                exclude: lib.exclude,
+                poll,
+            });
+        }
+
+        let m = raw.model;
+        let location = match (m.dir, m.repo) {
+            (Some(dir), _) => ModelLocation::Dir(anchor(dir)),
+            (None, repo) => ModelLocation::Repo {
+                id: repo.unwrap_or_else(|| DEFAULT_MODEL_REPO.to_string()),
+                revision: m.revision.unwrap_or_else(|| "main".to_string()),
+            },
+        };
+        let tasks = match m.tasks {
+            None => vec![Task::MoreDetailedCaption, Task::Od],
+            Some(names) => {
+                if names.is_empty() {
+                    return Err(invalid(
+                        "model.tasks",
+                        "is empty; name at least one task".into(),
+                    ));
+                }
+                names
+                    .iter()
+                    .map(|n| {
+                        n.parse::<Task>()
+                            .map_err(|e| invalid("model.tasks", e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let positive = |key: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(key, "must be at least 1".into())),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let model = ModelSettings {
+            location,
+            device: m.device.unwrap_or(DeviceChoice::Auto),
+            dtype: m.dtype.unwrap_or(DtypeChoice::Auto),
+            tasks,
+            beams: positive("model.beams", m.beams, 3)?,
+            max_new_tokens: positive("model.max_new_tokens", m.max_new_tokens, 256)?,
+            batch_size: positive("model.batch_size", m.batch_size, 4)?,
+        };
+
+        let d = raw.daemon;
+        let duration = |key: &str, v: Option<String>, default: &str| {
+            let text = v.unwrap_or_else(|| default.to_string());
+            humantime::parse_duration(&text).map_err(|e| {
+                invalid(
+                    key,
+                    format!("is {text:?}, not a duration like \"90s\", \"10m\" or \"1h\": {e}"),
+                )
+            })
+        };
+        let daemon = DaemonSettings {
+            settle: Duration::from_millis(d.settle_ms.unwrap_or(2000)),
+            rescan_interval: duration("daemon.rescan_interval", d.rescan_interval, "1h")?,
+            idle_unload: duration("daemon.idle_unload", d.idle_unload, "10m")?,
+        };
+
+        Ok(Settings {
+            source: path.map(Path::to_path_buf),
+            database,
+            libraries,
+            model,
+            daemon,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_toml(text, Path::new("/etc/captiond/config.toml"))
+    }
+
+    #[test]
+    fn example_config_parses_with_documented_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+                .unwrap();
+        let s = parse(&text).unwrap();
+        let d = parse("").unwrap();
+        assert_eq!(s.model.tasks, d.model.tasks);
+        assert_eq!(s.model.beams, d.model.beams);
+        assert_eq!(s.model.max_new_tokens, d.model.max_new_tokens);
+        assert_eq!(s.model.batch_size, d.model.batch_size);
+        assert_eq!(s.daemon.settle, d.daemon.settle);
+        assert_eq!(s.daemon.rescan_interval, d.daemon.rescan_interval);
+        assert_eq!(s.daemon.idle_unload, d.daemon.idle_unload);
+    }
+
+    #[test]
+    fn contract_keys_resolve() {
+        let s = parse(
+            r#"
+database = "cat.db"
+[[library]]
+path = "/photos"
+sidecars = false
+naming = "stem"
+exclude = ["**/.thumbnails/**"]
+poll = true
+[model]
+dir = "models/tiny"
+device = "cpu"
+dtype = "bf16"
+tasks = ["<CAPTION>"]
+beams = 1
+max_new_tokens = 20
+batch_size = 2
+[daemon]
+settle_ms = 500
+rescan_interval = "30m"
+idle_unload = "90s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.database, PathBuf::from("/etc/captiond/cat.db"));
+        assert_eq!(s.libraries[0].naming, SidecarNaming::Stem);
+        assert_eq!(s.libraries[0].poll, PollMode::Always);
+        assert!(!s.libraries[0].sidecars);
+        assert_eq!(
+            s.model.location,
+            ModelLocation::Dir("/etc/captiond/models/tiny".into())
+        );
+        assert_eq!(s.model.tasks, vec![Task::Caption]);
+        assert_eq!(s.daemon.rescan_interval, Duration::from_secs(1800));
+        assert_eq!(s.daemon.idle_unload, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let e = parse("[model]\ntasks = [\"<NOPE>\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.tasks") && e.contains("/etc/captiond/config.toml"),
+            "{e}"
+        );
+        let e = parse("[[library]]\npath = \"/p\"\nnaming = \"upper\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("library[0].naming"), "{e}");
+        let e = parse("[daemon]\nrescan_interval = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("daemon.rescan_interval"), "{e}");
+        let e = parse("[model]\nbeems = 3").unwrap_err().to_string();
+        assert!(e.contains("beems"), "{e}");
+        let e = parse("[[library]]\npath = \"/p\"\nexclude = [\"[\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("library[0].exclude"), "{e}");
+    }
+}

@@ -1,0 +1,8 @@
+//! captiond: captions a photo library with Florence-2 (on candle), keeps the results in a catalog and
+//! writes them into XMP sidecars. The binary is a thin CLI over this library so tests can call in.
+
+pub mod clean;
+pub mod cli;
+pub mod config;
+pub mod florence2;
+pub mod media;
