@@ -334,11 +334,11 @@ pub fn singular(word: &str) -> String {
     if INVARIANT.contains(&word) || word.chars().count() <= 3 || !word.ends_with('s') {
         return word.to_string();
     }
-    if word.ends_with("ies") {
+    if let Some(stem) = word.strip_suffix("ies") {
         if IE_WORDS.contains(&word) {
-            return word[..word.len() - 1].to_string();
+            return format!("{stem}ie");
         }
-        return format!("{}y", &word[..word.len() - 3]);
+        return format!("{stem}y");
     }
     if DROP_S_ONLY.contains(&word) {
         return word[..word.len() - 1].to_string();

@@ -15,13 +15,13 @@ pub const DEFAULT_MODEL_REPO: &str = "florence-community/Florence-2-base";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
+    #[error("config file {path} is not valid")]
     Parse {
         path: PathBuf,
         #[source]
@@ -319,6 +319,17 @@ mod tests {
         Settings::from_toml(text, Path::new("/etc/captiond/config.toml"))
     }
 
+    /// The error and its causes on one line, as the CLI prints them.
+    fn chain(e: ConfigError) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    }
+
     #[test]
     fn example_config_parses_with_documented_defaults() {
         let text =
@@ -391,7 +402,7 @@ idle_unload = "90s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("daemon.rescan_interval"), "{e}");
-        let e = parse("[model]\nbeems = 3").unwrap_err().to_string();
+        let e = chain(parse("[model]\nbeems = 3").unwrap_err());
         assert!(e.contains("beems"), "{e}");
         let e = parse("[[library]]\npath = \"/p\"\nexclude = [\"[\"]")
             .unwrap_err()

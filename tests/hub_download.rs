@@ -18,6 +18,13 @@ const SINGLE: &str = "test-org/tiny-a";
 const SHARDED: &str = "test-org/sharded-remote";
 const BROKEN: &str = "test-org/no-tokenizer";
 const NEVER: &str = "test-org/never-downloaded";
+const REMOTE: &str = "test-org/tiny-a-remote";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
 
 fn repo(id: &str) -> ModelSource {
     ModelSource::parse(id).unwrap()
@@ -43,7 +50,7 @@ fn write_common(dir: &Path) {
 
 /// The committed tiny model when present, else a synthetic native-layout folder.
 fn single_file_model(tmp: &Path) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-a");
+    let fixture = fixture("tiny-a");
     if ModelFiles::from_dir(&fixture).is_ok() {
         return fixture;
     }
@@ -184,11 +191,16 @@ fn download_into_hf_cache_then_resolve_offline() {
     std::fs::remove_file(broken.join("tokenizer.json")).unwrap();
     std::fs::write(broken.join("preprocessor_config.json"), "{}").unwrap();
 
-    let hub = FakeHub::start(&[
+    // The committed remote-layout copy of tiny-a (pytorch_model.bin), when both fixtures are there.
+    let remote = Some(fixture("tiny-a-remote"))
+        .filter(|dir| single == fixture("tiny-a") && ModelFiles::from_dir(dir).is_ok());
+    let mut served = vec![
         (SINGLE, single.as_path()),
         (SHARDED, sharded.as_path()),
         (BROKEN, broken.as_path()),
-    ]);
+    ];
+    served.extend(remote.as_deref().map(|dir| (REMOTE, dir)));
+    let hub = FakeHub::start(&served);
     let log = hub.log();
     let endpoint = hub.url();
     let hf_home = tmp.path().join("hf-home");
@@ -244,6 +256,35 @@ fn download_into_hf_cache_then_resolve_offline() {
     );
     assert!(weights.contains_key("model.vision_tower.convs.0.conv.weight"));
 
+    // Online: the remote-layout copy (PyTorch .bin, found after two 404 probes) loads to the same tensors.
+    let remote_files = remote.as_ref().map(|dir| {
+        let files = resolve(&repo(REMOTE), false).unwrap();
+        assert_in_cache_layout(&cache, REMOTE, dir, &files);
+        assert_eq!(files.weights_format, WeightsFormat::PytorchBin);
+        let native = load_weights(&single_files, &Device::Cpu).unwrap();
+        let converted = load_weights(&files, &Device::Cpu).unwrap();
+        let mut native_keys: Vec<_> = native.keys().collect();
+        let mut converted_keys: Vec<_> = converted.keys().collect();
+        native_keys.sort();
+        converted_keys.sort();
+        assert_eq!(native_keys, converted_keys);
+        for (name, tensor) in &native {
+            let other = &converted[name];
+            assert_eq!(tensor.dims(), other.dims(), "{name}");
+            let diff = (tensor.to_dtype(candle_core::DType::F32).unwrap()
+                - other.to_dtype(candle_core::DType::F32).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+            assert_eq!(diff, 0.0, "{name} differs between the layouts");
+        }
+        files
+    });
+
     // Online errors: a required file the repo lacks; a repo the hub does not know.
     let err = resolve(&repo(BROKEN), false).unwrap_err();
     assert!(matches!(err, HubError::MissingFile { .. }), "{err}");
@@ -283,6 +324,9 @@ fn download_into_hf_cache_then_resolve_offline() {
     std::env::set_var("HF_HUB_OFFLINE", "1");
     assert_eq!(resolve(&repo(SINGLE), false).unwrap(), single_files);
     assert_eq!(resolve(&repo(SHARDED), false).unwrap(), sharded_files);
+    if let Some(files) = &remote_files {
+        assert_eq!(&resolve(&repo(REMOTE), false).unwrap(), files);
+    }
 
     // Offline, never downloaded: names the file and the missing ref.
     let err = resolve(&repo(NEVER), false).unwrap_err();

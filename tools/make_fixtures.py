@@ -986,6 +986,16 @@ def postprocess_table(proc) -> list:
     return rows
 
 
+def dequantize_table(proc) -> list:
+    """Every bin 0..999 through the reference dequantize ((bin + 0.5) * size / 1000, truncated)."""
+    rows = []
+    bins = torch.arange(1000)
+    for size in ([768, 768], [4032, 3024], [97, 61], [1, 1]):
+        pts = proc.post_processor.dequantize(torch.stack([bins, bins], -1), size=tuple(size))
+        rows.append({"image_size": size, "x": pts[:, 0].tolist(), "y": pts[:, 1].tolist()})
+    return rows
+
+
 def save_tensors(path: Path, tensors: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in tensors.items()}, str(path))
@@ -1064,9 +1074,24 @@ def build_one(name: str, spec: dict, tok, max_tries: int) -> dict:
     return manifest, model, proc
 
 
+def dumps(obj, indent: int = 0) -> str:
+    """JSON with nested containers indented and lists of scalars kept on one line."""
+    pad, inner = " " * indent, " " * (indent + 1)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {dumps(v, indent + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        return "[\n" + ",\n".join(inner + dumps(v, indent + 1) for v in obj) + "\n" + pad + "]"
+    return json.dumps(obj, ensure_ascii=False)
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    json.loads(dumps(obj))  # well-formed
+    assert json.loads(dumps(obj)) == json.loads(json.dumps(obj))
+    path.write_text(dumps(obj) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -1102,6 +1127,7 @@ def main() -> None:
             manifest["images"] = images
             manifest["tokenizer_checks"] = tokenizer_checks(proc.tokenizer)
             manifest["postprocess"] = postprocess_table(proc)
+            manifest["dequantize"] = dequantize_table(proc)
         manifests[name] = manifest
 
     for name, manifest in manifests.items():

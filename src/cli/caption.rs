@@ -18,8 +18,8 @@ use crate::media::decode::{decode_image, DecodeLimits};
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
     /// Hugging Face repo to use, optionally pinned: `org/name@revision`. Default: the config's [model].
-    #[arg(long, value_name = "REPO[@REV]", conflicts_with = "model_dir")]
-    pub model: Option<String>,
+    #[arg(long, value_name = "REPO[@REV]", conflicts_with = "model_dir", value_parser = parse_model)]
+    pub model: Option<ModelSource>,
 
     /// Local model folder in Hugging Face hub layout (wins over the config's [model]).
     #[arg(long, value_name = "DIR")]
@@ -27,8 +27,8 @@ pub struct CaptionArgs {
 
     /// Task token, e.g. `<CAPTION>`, `<MORE_DETAILED_CAPTION>`, `<OD>`, `<OCR>`; repeat for several.
     /// Default: `<MORE_DETAILED_CAPTION>`.
-    #[arg(long = "task", value_name = "T")]
-    pub tasks: Vec<String>,
+    #[arg(long = "task", value_name = "T", value_parser = parse_task)]
+    pub tasks: Vec<Task>,
 
     /// Text for tasks that take one (phrase grounding, open-vocabulary detection, region tasks).
     #[arg(long, value_name = "TEXT")]
@@ -77,20 +77,25 @@ pub struct CaptionRow<'a> {
     pub score: Option<f32>,
 }
 
+fn parse_task(text: &str) -> Result<Task, String> {
+    text.parse::<Task>().map_err(|e| e.to_string())
+}
+
+fn parse_model(text: &str) -> Result<ModelSource, String> {
+    ModelSource::parse(text).map_err(|e| e.to_string())
+}
+
 pub fn run(config: Option<&Path>, args: CaptionArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
     let tasks: Vec<Task> = if args.tasks.is_empty() {
         vec![Task::MoreDetailedCaption]
     } else {
-        args.tasks
-            .iter()
-            .map(|t| t.parse::<Task>())
-            .collect::<Result<_, _>>()?
+        args.tasks.clone()
     };
     let source = if let Some(dir) = &args.model_dir {
         ModelSource::Dir(dir.clone())
-    } else if let Some(spec) = &args.model {
-        ModelSource::parse(spec)?
+    } else if let Some(source) = &args.model {
+        source.clone()
     } else {
         match &settings.model.location {
             ModelLocation::Dir(dir) => ModelSource::Dir(dir.clone()),
@@ -139,16 +144,21 @@ pub fn run(config: Option<&Path>, args: CaptionArgs) -> anyhow::Result<ExitCode>
     let mut timings = Timings::default();
     for chunk in decoded.chunks(batch_size) {
         let images: Vec<&image::RgbImage> = chunk.iter().map(|(_, d)| &d.rgb).collect();
+        let mut per_task = Vec::with_capacity(tasks.len());
         for &task in &tasks {
-            let outputs = model.run(
+            per_task.push(model.run(
                 &images,
                 task,
                 args.text_input.as_deref(),
                 &generation,
                 &mut timings,
-            )?;
-            for ((path, _), output) in chunk.iter().zip(&outputs) {
-                let path_text = path.display().to_string();
+            )?);
+        }
+        // Image-major whatever the batch size: each image's lines together, tasks in flag order.
+        for (i, (path, _)) in chunk.iter().enumerate() {
+            let path_text = path.display().to_string();
+            for (&task, outputs) in tasks.iter().zip(&per_task) {
+                let output = &outputs[i];
                 let caption = task.is_caption().then(|| display_caption(&output.text));
                 if args.json {
                     let row = CaptionRow {

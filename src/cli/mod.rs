@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[cfg(any())]
+pub mod bench;
 pub mod caption;
 
 #[derive(Debug, Parser)]
@@ -31,8 +31,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// placeholder
-    Caption,
+    /// Caption images once and print the results; touches no catalog or sidecar.
+    Caption(caption::CaptionArgs),
+    /// Measure model throughput on synthetic images (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -52,7 +54,8 @@ pub fn init_tracing(verbose: u8) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Caption => todo!(),
+        Command::Caption(args) => caption::run(cli.config.as_deref(), args),
+        Command::Bench(args) => bench::run(cli.config.as_deref(), args),
     }
 }
 

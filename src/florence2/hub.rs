@@ -123,7 +123,7 @@ pub enum HubError {
         file: String,
         endpoint: String,
         #[source]
-        source: RemoteError,
+        source: Box<RemoteError>,
     },
     #[error(
         "{repo}@{revision} is not available from {endpoint}: the repo or revision does not exist, or it \
@@ -134,7 +134,7 @@ pub enum HubError {
         revision: String,
         endpoint: String,
         #[source]
-        source: RemoteError,
+        source: Box<RemoteError>,
     },
     #[error("{repo}@{revision} on {endpoint} has no {file}, which a Florence-2 model needs")]
     MissingFile {
@@ -299,7 +299,7 @@ impl<'a> Fetcher<'a> {
                     revision: revision.to_string(),
                     file: CONFIG.to_string(),
                     endpoint: settings.endpoint.clone(),
-                    source: RemoteError::Api(e),
+                    source: Box::new(RemoteError::Api(e)),
                 })?;
             Some(api.repo(repo.clone()))
         };
@@ -319,7 +319,11 @@ impl<'a> Fetcher<'a> {
             Some(path) => path,
             None => match self.fetch(PROCESSOR_CONFIG)? {
                 Some(path) => path,
-                None => return Err(self.missing(PREPROCESSOR_CONFIG)),
+                None => {
+                    return Err(
+                        self.missing(&format!("{PREPROCESSOR_CONFIG} (or {PROCESSOR_CONFIG})"))
+                    )
+                }
             },
         };
         let tokenizer = self.required(TOKENIZER)?;
@@ -450,20 +454,21 @@ impl<'a> Fetcher<'a> {
                 }
                 Ok(None)
             }
-            RemoteError::Status { status, .. } if matches!(status, 401 | 403 | 404) => {
-                Err(HubError::RepoAccess {
-                    repo: self.id.to_string(),
-                    revision: self.revision.to_string(),
-                    endpoint: self.settings.endpoint.clone(),
-                    source: remote,
-                })
-            }
+            RemoteError::Status {
+                status: 401 | 403 | 404,
+                ..
+            } => Err(HubError::RepoAccess {
+                repo: self.id.to_string(),
+                revision: self.revision.to_string(),
+                endpoint: self.settings.endpoint.clone(),
+                source: Box::new(remote),
+            }),
             _ => Err(HubError::Download {
                 repo: self.id.to_string(),
                 revision: self.revision.to_string(),
                 file: file.to_string(),
                 endpoint: self.settings.endpoint.clone(),
-                source: remote,
+                source: Box::new(remote),
             }),
         }
     }

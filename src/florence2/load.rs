@@ -99,7 +99,7 @@ pub enum LoadError {
     Weights {
         path: PathBuf,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// A tensor could not be moved to the device.
     #[error("cannot move tensor {name} of {} to the device", .path.display())]
@@ -107,14 +107,14 @@ pub enum LoadError {
         path: PathBuf,
         name: String,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// A tensor could not be converted to the native layout (e.g. transposed).
     #[error("cannot convert weight {name} to the native layout")]
     Convert {
         name: String,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
 }
 
@@ -288,7 +288,7 @@ pub fn load_weights(
     for path in &files.weights {
         let weights_error = |source| LoadError::Weights {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         };
         match files.weights_format {
             WeightsFormat::Safetensors => {
@@ -308,7 +308,7 @@ pub fn load_weights(
                         .map_err(|source| LoadError::Tensor {
                             path: path.clone(),
                             name: name.clone(),
-                            source,
+                            source: Box::new(source),
                         })?;
                     tensors.insert(name, tensor);
                 }
@@ -358,7 +358,7 @@ pub fn to_native(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Ten
     for (name, tensor) in tensors {
         let converted = convert(&name, tensor).map_err(|source| LoadError::Convert {
             name: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if let Some((new_name, tensor)) = converted {
             if new_name != name {

@@ -8,9 +8,10 @@
 //!
 //! The resampler is a re-implementation of Pillow's `ImagingResample` for 8-bit images: separable
 //! convolution, filter support scaled by the down-sampling factor, weights normalised in f64 and
-//! rounded to 22-bit fixed point, a horizontal pass into an 8-bit intermediate (rounded and clipped)
-//! followed by a vertical pass. Any general-purpose resizer (the `image` crate's CatmullRom
-//! included) differs from it by up to ~24 levels, enough to move Florence-2's output tokens, so the
+//! rounded to 22-bit fixed point, one pass per axis with an 8-bit intermediate (rounded and
+//! clipped) in between, in the order Pillow 13 picks (usually horizontal first; vertical first when
+//! the height shrinks much more than the width). Any general-purpose resizer (the `image` crate's
+//! CatmullRom included) differs from it by up to ~24 levels, enough to move Florence-2's output tokens, so the
 //! output here is bit-exact with `PIL.Image.resize(…, BICUBIC)` (tests compare checksums of Pillow
 //! outputs committed under `tests/fixtures/processor/`).
 
@@ -217,33 +218,46 @@ pub fn resize_pillow(img: &RgbImage, width: u32, height: u32, filter: Filter) ->
     }
     let need_horizontal = width != in_w;
     let need_vertical = height != in_h;
-
-    // Like Pillow, the vertical weights come first so the horizontal pass can skip the input rows
-    // the vertical pass will never read.
     let vertical = kernel(in_h, height, filter);
-    let first_row = vertical.bounds[0].0;
-    let last_row = {
-        let (start, len) = vertical.bounds[height as usize - 1];
-        start + len
-    };
-
     let src = img.as_raw();
-    let (mut cur, mut cur_w, mut row_offset) = (None::<Vec<u8>>, in_w as usize, 0usize);
-    if need_horizontal {
-        let horizontal = kernel(in_w, width, filter);
-        let rows = first_row..last_row;
-        cur = Some(horizontal_pass(src, in_w as usize, rows, &horizontal));
-        cur_w = width as usize;
-        row_offset = first_row;
-    }
-    if need_vertical {
-        let input = cur.as_deref().unwrap_or(src);
-        let out = vertical_pass(input, cur_w, row_offset, &vertical);
-        return RgbImage::from_raw(width, height, out).expect("buffer sized for the output");
-    }
-    match cur {
-        Some(buf) => RgbImage::from_raw(width, height, buf).expect("buffer sized for the output"),
-        None => img.clone(),
+    let finish = |buf: Vec<u8>| RgbImage::from_raw(width, height, buf).expect("buffer sized");
+
+    match (need_horizontal, need_vertical) {
+        (false, false) => img.clone(),
+        (false, true) => finish(vertical_pass(src, in_w as usize, 0, &vertical)),
+        (true, false) => {
+            let horizontal = kernel(in_w, width, filter);
+            finish(horizontal_pass(
+                src,
+                in_w as usize,
+                0..in_h as usize,
+                &horizontal,
+            ))
+        }
+        (true, true) => {
+            let horizontal = kernel(in_w, width, filter);
+            // Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first when the height
+            // loses more than twice as many pixels as the width; earlier versions always went
+            // horizontal first. The 8-bit intermediate makes the order visible (up to ~20
+            // levels), so we follow Pillow 13, the version the reference fixtures use.
+            let vertical_first =
+                height < in_h && (in_h as i64 - height as i64) > 2 * (in_w as i64 - width as i64);
+            if vertical_first {
+                let tmp = vertical_pass(src, in_w as usize, 0, &vertical);
+                finish(horizontal_pass(
+                    &tmp,
+                    in_w as usize,
+                    0..height as usize,
+                    &horizontal,
+                ))
+            } else {
+                // Only the input rows the vertical pass will read go through the horizontal one.
+                let first_row = vertical.bounds[0].0;
+                let (start, len) = vertical.bounds[height as usize - 1];
+                let tmp = horizontal_pass(src, in_w as usize, first_row..start + len, &horizontal);
+                finish(vertical_pass(&tmp, width as usize, first_row, &vertical))
+            }
+        }
     }
 }
 
@@ -512,7 +526,7 @@ impl ImageProcessorConfig {
         if self.image_mean.len() != 3 || self.image_std.len() != 3 {
             return Err("image_mean and image_std must have 3 values (RGB)".to_string());
         }
-        if self.image_std.iter().any(|&s| s == 0.0) {
+        if self.image_std.contains(&0.0) {
             return Err("image_std must not contain 0".to_string());
         }
         let zero = |s: &SizeSpec| match *s {
@@ -663,7 +677,13 @@ mod tests {
                         [gx as u8, gy as u8, gd as u8]
                     }
                     "checker" => {
-                        let c = |s: u32| if (x / s + y / s) % 2 == 0 { 0 } else { 255 };
+                        let c = |s: u32| {
+                            if (x / s + y / s).is_multiple_of(2) {
+                                0
+                            } else {
+                                255
+                            }
+                        };
                         [c(1), c(3), c(7)]
                     }
                     "blocks" => {

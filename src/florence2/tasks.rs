@@ -571,6 +571,25 @@ mod tests {
         );
     }
 
+    /// The prompts transformers built for the fixture models (written by the fixture builder).
+    #[test]
+    fn golden_prompts_match_reference() {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/golden/tiny-a/manifest.json");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            eprintln!("{} not present; skipping", manifest.display());
+            return;
+        };
+        let root: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let prompts = root["prompts"].as_array().expect("\"prompts\" array");
+        assert!(!prompts.is_empty());
+        for p in prompts {
+            let task: Task = p["task"].as_str().unwrap().parse().unwrap();
+            let got = task.prompt(p["text_input"].as_str()).unwrap();
+            assert_eq!(got, p["prompt"].as_str().unwrap(), "{task}");
+        }
+    }
+
     #[test]
     fn serde_uses_the_token() {
         let json = serde_json::to_string(&Task::Od).unwrap();

@@ -197,6 +197,17 @@ pub fn decode_image_bytes_with(
         _ => read_exif(bytes),
     };
 
+    // zune-jpeg fills a cut-off scan with grey instead of failing; Pillow (libjpeg) reports the
+    // file as truncated, and so do we: a half-copied photo must not be captioned.
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(classify(ImageError::Decoding(
+            image::error::DecodingError::new(
+                image::error::ImageFormatHint::Exact(ImageFormat::Jpeg),
+                "the data ends before the end-of-image marker",
+            ),
+        )));
+    }
+
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(limits.max_bytes_alloc);
     decoder.set_limits(image_limits).map_err(classify)?;
@@ -211,6 +222,59 @@ pub fn decode_image_bytes_with(
         format,
         exif,
     })
+}
+
+/// Whether a JPEG stream reaches its end-of-image marker. Walks the marker segments (so an EXIF
+/// thumbnail's own EOI inside APP1 does not count) and the entropy-coded data after each
+/// start-of-scan (where 0xFF is always followed by a stuffed 0x00 or a restart marker).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let len = bytes.len();
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let mut i = 2;
+    loop {
+        // Expect a marker, allowing fill bytes (0xFF 0xFF …) and stray bytes before it.
+        while i < len && bytes[i] != 0xFF {
+            i += 1;
+        }
+        while i < len && bytes[i] == 0xFF {
+            i += 1;
+        }
+        if i >= len {
+            return false;
+        }
+        let marker = bytes[i];
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {
+                if i + 2 > len {
+                    return false;
+                }
+                let seg = u16::from_be_bytes([bytes[i], bytes[i + 1]]) as usize;
+                i += seg.max(2);
+                if marker == 0xDA {
+                    // Entropy-coded data: runs until a real marker.
+                    loop {
+                        if i + 1 >= len {
+                            return false;
+                        }
+                        if bytes[i] == 0xFF {
+                            match bytes[i + 1] {
+                                0x00 | 0xD0..=0xD7 => i += 2,
+                                0xFF => i += 1,
+                                _ => break,
+                            }
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Pillow's `alpha_composite` of one colour channel over opaque white, in its integer form
@@ -522,6 +586,26 @@ mod tests {
         };
         let err = decode_image_bytes_with(&bytes, name(), &limits).unwrap_err();
         assert!(matches!(err, DecodeError::TooMuchMemory { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn jpeg_completeness() {
+        let full = jpeg(&coded(40, 40), Some(ExifBuilder::orientation(1).build()));
+        assert!(jpeg_is_complete(&full));
+        // Trailing data after EOI (e.g. motion-photo video) is fine.
+        let mut trailing = full.clone();
+        trailing.extend_from_slice(b"ftypmp42 trailing video data");
+        assert!(jpeg_is_complete(&trailing));
+        for cut in [full.len() - 1, full.len() - 2, full.len() / 2, 200, 3] {
+            assert!(!jpeg_is_complete(&full[..cut]), "cut at {cut}");
+        }
+        // An embedded thumbnail's EOI inside APP1 must not count.
+        let thumb = jpeg(&coded(4, 4), None);
+        let mut with_thumb = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        with_thumb.extend(((thumb.len() + 2) as u16).to_be_bytes());
+        with_thumb.extend(&thumb);
+        with_thumb.extend(&full[2..full.len() / 2]);
+        assert!(!jpeg_is_complete(&with_thumb));
     }
 
     fn crc32(data: &[u8]) -> u32 {

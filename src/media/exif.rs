@@ -233,6 +233,9 @@ fn map_point_to_stored(u: f32, v: f32, orientation: u16) -> (f32, f32) {
 pub(crate) mod tests {
     use super::*;
 
+    /// ([degrees, minutes, seconds × 100], "N"/"S"/"E"/"W").
+    pub(crate) type GpsCoord = ([u32; 3], &'static str);
+
     /// A little-endian EXIF block (TIFF structure) with the given IFD0 fields, an Exif sub-IFD
     /// holding `DateTimeOriginal`/`OffsetTimeOriginal`, and a GPS sub-IFD.
     pub(crate) struct ExifBuilder {
@@ -241,8 +244,8 @@ pub(crate) mod tests {
         pub model: Option<&'static str>,
         pub date: Option<&'static str>,
         pub offset: Option<&'static str>,
-        /// ((d, m, s), ref) for latitude and longitude, seconds as a rational ×100.
-        pub gps: Option<(([u32; 3], &'static str), ([u32; 3], &'static str))>,
+        /// Latitude and longitude, seconds as a rational ×100.
+        pub gps: Option<(GpsCoord, GpsCoord)>,
     }
 
     impl ExifBuilder {

@@ -1,0 +1,14 @@
+//! Integration tests of the `captiond` command line: the real binary, run as a child process in a
+//! scrubbed environment with a fresh temp dir per test, on the committed tiny Florence-2 fixtures.
+//! One module per subcommand or area; `support` is the harness.
+
+mod support;
+
+// The loopback stand-in for the Hugging Face hub, shared with tests/hub_download.rs.
+#[path = "../support/mod.rs"]
+mod support_hub;
+
+mod caption;
+mod caption_config;
+mod caption_errors;
+mod caption_hub;
