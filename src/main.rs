@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    captiond::memory::keep_freed_memory();
     let cli = captiond::cli::Cli::parse();
     captiond::cli::init_tracing(cli.verbose);
     match captiond::cli::run(cli) {

@@ -250,6 +250,12 @@ fn rgb_conversion_matches_reference() {
         let Some(rgb) = info["rgb"].as_str() else {
             continue;
         };
+        if info["mode"] == "I;16" {
+            // Deliberate deviation: Pillow clips 16-bit grayscale at 255 (almost every pixel of a
+            // 16-bit scan turns white); we keep the high byte, as Pillow itself does for 16-bit
+            // RGB. media::decode's tests cover our behaviour.
+            continue;
+        }
         let ours = image(info["path"].as_str().unwrap());
         let theirs = image(rgb);
         assert_eq!(ours.dimensions(), theirs.dimensions(), "{name}");

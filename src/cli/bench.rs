@@ -52,6 +52,18 @@ fn scene(seed: u32) -> RgbImage {
     })
 }
 
+/// User + system CPU time of this process so far (to report how many cores were kept busy).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -83,7 +95,9 @@ pub fn run(_config: Option<&Path>, args: BenchArgs) -> anyhow::Result<ExitCode> 
         let refs: Vec<&RgbImage> = images.iter().take(bs).collect();
         let mut totals = Vec::new();
         let mut splits: Vec<Timings> = Vec::new();
+        let mut cpu = Duration::ZERO;
         for i in 0..=args.runs {
+            let cpu_before = cpu_time();
             let mut t = Timings::default();
             let start = Instant::now();
             let out = model.run(&refs, Task::Caption, None, &generation, &mut t)?;
@@ -96,16 +110,19 @@ pub fn run(_config: Option<&Path>, args: BenchArgs) -> anyhow::Result<ExitCode> 
             if i > 0 {
                 totals.push(total);
                 splits.push(t);
+                cpu += cpu_time() - cpu_before;
             }
         }
+        let timed: Duration = totals.iter().sum();
         let total = median(totals);
         let vision = median(splits.iter().map(|t| t.vision).collect());
         let encoder = median(splits.iter().map(|t| t.encoder).collect());
         let decode = median(splits.iter().map(|t| t.decode).collect());
         let preprocess = median(splits.iter().map(|t| t.preprocess).collect());
         let ips = bs as f64 / total.as_secs_f64();
+        let busy = cpu.as_secs_f64() / timed.as_secs_f64();
         println!(
-            "batch {bs}: {ips:.3} images/s; generate {:.3} s = vision {:.3} s + text encoder {:.3} s + decode {:.3} s ({:.1} ms/token); preprocess {:.3} s (not included)",
+            "batch {bs}: {ips:.3} images/s; generate {:.3} s = vision {:.3} s + text encoder {:.3} s + decode {:.3} s ({:.1} ms/token); preprocess {:.3} s (not included); {busy:.2} cores busy",
             total.as_secs_f64(),
             vision.as_secs_f64(),
             encoder.as_secs_f64(),
@@ -124,6 +141,7 @@ pub fn run(_config: Option<&Path>, args: BenchArgs) -> anyhow::Result<ExitCode> 
                 "decode_s": decode.as_secs_f64(),
                 "decode_ms_per_token": 1000.0 * decode.as_secs_f64() / args.tokens as f64,
                 "preprocess_s": preprocess.as_secs_f64(),
+                "cores_busy": busy,
             }),
         );
     }

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod caption;
+pub mod reprocess;
+pub mod run;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,10 @@ pub enum Command {
     Caption(caption::CaptionArgs),
     /// Measure model throughput on synthetic images (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Watch the libraries and caption new photos (the daemon, in the foreground); `--once`: one pass.
+    Run(run::RunArgs),
+    /// Queue photos again after the model, revision or tasks changed in the config.
+    Reprocess(reprocess::ReprocessArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -45,10 +51,17 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // CAPTIOND_SPAN_TIMES=1 logs each span's busy/idle time when it closes (profiling aid).
+    let span_events = if std::env::var_os("CAPTIOND_SPAN_TIMES").is_some() {
+        tracing_subscriber::fmt::format::FmtSpan::CLOSE
+    } else {
+        tracing_subscriber::fmt::format::FmtSpan::NONE
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_span_events(span_events)
         .init();
 }
 
@@ -56,6 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Caption(args) => caption::run(cli.config.as_deref(), args),
         Command::Bench(args) => bench::run(cli.config.as_deref(), args),
+        Command::Run(args) => run::run(cli.config.as_deref(), args),
+        Command::Reprocess(args) => reprocess::run(cli.config.as_deref(), args),
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod bart;
 pub mod config;
+pub mod cpu_attention;
+pub mod cpu_linear;
 pub mod dwconv;
 pub mod generate;
 pub mod hub;

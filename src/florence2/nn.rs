@@ -4,8 +4,12 @@
 //! candle's CPU matmul has no bf16 kernel, so on the CPU bf16 products are computed in f32 and
 //! rounded back: bf16 there is for checking, not for speed (f32 is faster on CPUs anyway).
 
+use std::sync::Arc;
+
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+
+use super::cpu_linear::CpuLinear;
 
 fn needs_f32_detour(t: &Tensor) -> bool {
     t.dtype() == DType::BF16 && t.device().is_cpu()
@@ -28,6 +32,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// The bias as f32 for the fused CPU path (f32 weights only).
+    bias_f32: Option<Arc<Vec<f32>>>,
     span: tracing::Span,
 }
 
@@ -38,29 +44,63 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
     } else {
         None
     };
+    let bias_f32 = match &bias {
+        Some(b) if b.dtype() == DType::F32 && b.device().is_cpu() => {
+            Some(Arc::new(b.to_vec1::<f32>()?))
+        }
+        _ => None,
+    };
     Ok(Linear {
         weight,
         bias,
+        bias_f32,
         span: tracing::span!(tracing::Level::TRACE, "linear"),
     })
 }
 
-impl Module for Linear {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+impl Linear {
+    /// `forward`, then `act`; on the CPU in f32 the bias and an exact GELU are fused into the
+    /// matmul (see cpu_linear.rs).
+    pub fn forward_act(&self, xs: &Tensor, act: Option<candle_nn::Activation>) -> Result<Tensor> {
         let _enter = self.span.enter();
         let dims = xs.dims().to_vec();
         let (&k, lead) = dims
             .split_last()
             .expect("linear input has at least one dim");
         let rows: usize = lead.iter().product();
-        let out = matmul(&xs.contiguous()?.reshape((rows, k))?, &self.weight.t()?)?;
-        let out = match &self.bias {
-            Some(b) => out.broadcast_add(b)?,
-            None => out,
+        let x2 = xs.contiguous()?.reshape((rows, k))?;
+        let fusable_act = matches!(act, None | Some(candle_nn::Activation::Gelu));
+        let fused = x2.device().is_cpu()
+            && x2.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+            && fusable_act
+            && (self.bias.is_none() || self.bias_f32.is_some());
+        let out = if fused {
+            let op = CpuLinear {
+                bias: self.bias_f32.clone(),
+                gelu: act.is_some(),
+            };
+            x2.apply_op2_no_bwd(&self.weight, &op)?
+        } else {
+            let out = matmul(&x2, &self.weight.t()?)?;
+            let out = match &self.bias {
+                Some(b) => out.broadcast_add(b)?,
+                None => out,
+            };
+            match act {
+                Some(act) => out.apply(&act)?,
+                None => out,
+            }
         };
         let mut out_dims = lead.to_vec();
         out_dims.push(self.weight.dim(0)?);
         out.reshape(out_dims)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_act(xs, None)
     }
 }
 
@@ -144,6 +184,6 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?.apply(&self.act)?)
+        self.fc2.forward(&self.fc1.forward_act(xs, Some(self.act))?)
     }
 }

@@ -10,10 +10,16 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::with_tracing::{layer_norm, LayerNorm};
 
 use super::config::VisionConfig;
+use super::cpu_attention::{ChannelAttentionOp, WindowAttentionOp};
 use super::dwconv::DepthwiseConvResidual;
 use super::nn::{linear, matmul, Conv2d, Linear, Mlp};
 
 const LN_EPS: f64 = 1e-5;
+
+/// The direct attention kernels cover the CPU in f32; everything else takes the tensor path.
+fn on_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
 
 /// Patch embedding: conv (7×7/4 then 3×3/2) with a LayerNorm after it (stage 0) or before it.
 #[derive(Debug, Clone)]
@@ -118,20 +124,26 @@ impl WindowAttention {
         let n_win = b * nh * nw;
         let tokens = ws * ws;
         let head_dim = c / self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(&windows)?
-            .reshape((n_win, tokens, 3, self.num_heads, head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * self.scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = matmul(&q, &k.t()?)?;
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        let out = matmul(&attn, &v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((n_win, tokens, c))?;
+        let qkv = self.qkv.forward(&windows)?;
+        let out = if on_cpu_f32(&qkv) {
+            qkv.apply_op1_no_bwd(&WindowAttentionOp {
+                heads: self.num_heads,
+                scale: self.scale as f32,
+            })?
+        } else {
+            let qkv = qkv
+                .reshape((n_win, tokens, 3, self.num_heads, head_dim))?
+                .permute((2, 0, 3, 1, 4))?;
+            let q = (qkv.get(0)?.contiguous()? * self.scale)?;
+            let k = qkv.get(1)?.contiguous()?;
+            let v = qkv.get(2)?.contiguous()?;
+            let attn = matmul(&q, &k.t()?)?;
+            let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+            matmul(&attn, &v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((n_win, tokens, c))?
+        };
         let out = self.proj.forward(&out)?;
         let out = out
             .reshape((b, nh, nw, ws, ws, c))?
@@ -168,23 +180,28 @@ impl ChannelAttention {
     /// (B, N, C) -> (B, N, C).
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, n, c) = xs.dims3()?;
-        let cg = c / self.groups;
-        let qkv = self
-            .qkv
-            .forward(xs)?
-            .reshape((b, n, 3, self.groups, cg))?
-            .permute((2, 0, 3, 4, 1))?; // (3, B, G, Cg, N)
-                                        // Scaling q before the product keeps f16 in range at stage 0 (N = 36,864).
-        let q = (qkv.get(0)?.contiguous()? * (n as f64).powf(-0.5))?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = matmul(&q, &k.t()?)?; // (B, G, Cg, Cg)
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        let out = matmul(&attn, &v)?; // (B, G, Cg, N)
-        let out = out
-            .permute((0, 3, 1, 2))?
-            .contiguous()?
-            .reshape((b, n, c))?;
+        let qkv = self.qkv.forward(xs)?;
+        let out = if on_cpu_f32(&qkv) {
+            qkv.apply_op1_no_bwd(&ChannelAttentionOp {
+                groups: self.groups,
+            })?
+        } else {
+            let cg = c / self.groups;
+            // (3, B, G, Cg, N)
+            let qkv = qkv
+                .reshape((b, n, 3, self.groups, cg))?
+                .permute((2, 0, 3, 4, 1))?;
+            // Scaling q before the product keeps f16 in range at stage 0 (N = 36,864).
+            let q = (qkv.get(0)?.contiguous()? * (n as f64).powf(-0.5))?;
+            let k = qkv.get(1)?.contiguous()?;
+            let v = qkv.get(2)?.contiguous()?;
+            let attn = matmul(&q, &k.t()?)?; // (B, G, Cg, Cg)
+            let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+            let out = matmul(&attn, &v)?; // (B, G, Cg, N)
+            out.permute((0, 3, 1, 2))?
+                .contiguous()?
+                .reshape((b, n, c))?
+        };
         self.proj.forward(&out)
     }
 }

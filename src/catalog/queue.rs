@@ -1,0 +1,711 @@
+//! The caption job queue, kept in the catalog so it survives crashes: one job per (content hash,
+//! profile), `pending → running → done | failed`. Claims are one `UPDATE … RETURNING` under the
+//! write lock, so two workers (or two processes) never get the same job. Failures retry with
+//! exponential back-off (`not_before`) up to a limit, keeping the last error. A job left `running`
+//! by a crash goes back to `pending` via [`Catalog::reclaim_running`] at daemon start-up (not at
+//! `open`, which the CLI also calls while a daemon is working).
+//!
+//! A job is only claimed while a present photo with its content sits in an online library, so an
+//! unmounted share's jobs wait instead of burning their attempts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::store::{self, TaskResult};
+use super::{now_ms, row_path, Catalog, CatalogError};
+
+/// Newly arrived photos go before backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// Appeared while the daemon was running (stored as 0).
+    New,
+    /// Found by a scan or re-queued by `reprocess` (stored as 1).
+    Backfill,
+}
+
+impl Priority {
+    fn value(self) -> i64 {
+        match self {
+            Priority::New => 0,
+            Priority::Backfill => 1,
+        }
+    }
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub hash: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// How failures are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts before a job is `failed` (0 counts as 1).
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubled after each further one.
+    pub base: Duration,
+    /// Upper bound of the delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempts`-th failure: `base * 2^(attempts-1)`, at most `max`.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// What [`Catalog::fail`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Back to `pending`, claimable from `not_before` (Unix ms).
+    Retry {
+        attempts: u32,
+        delay: Duration,
+        not_before: i64,
+    },
+    /// Out of attempts: `failed`, with the error kept.
+    Failed { attempts: u32 },
+}
+
+/// Jobs by state (plain names: `status --json` uses them as they are).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// A job that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedJob {
+    pub job_id: i64,
+    pub hash: String,
+    pub profile: String,
+    /// A path holding the content (a present one if any).
+    pub path: Option<PathBuf>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Unix ms of the last failure.
+    pub updated_at: i64,
+}
+
+impl Catalog {
+    /// Queues `hash` for `profile`. False (and nothing changes) when a job for the pair exists in any
+    /// state, except that a pending backfill job is promoted when the same content arrives anew.
+    pub fn enqueue(
+        &self,
+        hash: &str,
+        profile: &str,
+        priority: Priority,
+    ) -> Result<bool, CatalogError> {
+        self.write("enqueue", |c| {
+            enqueue_in(c, now_ms(), hash, profile, priority)
+        })
+    }
+
+    /// Atomically moves up to `max` claimable pending jobs of `profile` to `running` and returns them,
+    /// highest priority first, then oldest. Claimable: `not_before` has passed and a present photo
+    /// of the content is in an online library.
+    pub fn claim(&self, profile: &str, max: usize) -> Result<Vec<Job>, CatalogError> {
+        self.claim_at(profile, max, now_ms())
+    }
+
+    fn claim_at(&self, profile: &str, max: usize, now: i64) -> Result<Vec<Job>, CatalogError> {
+        self.write("claim", |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE jobs SET state = 'running', claimed_at = ?3, updated_at = ?3
+                 WHERE id IN (
+                     SELECT j.id FROM jobs j
+                     WHERE j.profile = ?1 AND j.state = 'pending' AND j.not_before <= ?3
+                       AND EXISTS (SELECT 1 FROM photos p JOIN libraries l ON l.id = p.library_id
+                                   WHERE p.hash = j.hash AND p.state = 'present' AND l.online)
+                     ORDER BY j.priority, j.id
+                     LIMIT ?2)
+                 RETURNING priority, id, hash, attempts",
+            )?;
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            let mut jobs = stmt
+                .query_map(params![profile, max, now], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        Job {
+                            id: r.get(1)?,
+                            hash: r.get(2)?,
+                            attempts: r.get(3)?,
+                        },
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            jobs.sort_by_key(|(prio, job)| (*prio, job.id));
+            Ok(jobs.into_iter().map(|(_, j)| j).collect())
+        })
+    }
+
+    /// Stores a job's results and completes it, in ONE transaction: results (replacing the same
+    /// hash/task/model/revision) with their regions, the content's keywords, the search row of every
+    /// present photo with that content, and the job → `done`.
+    pub fn finish(
+        &self,
+        job_id: i64,
+        hash: &str,
+        results: &[TaskResult],
+    ) -> Result<(), CatalogError> {
+        let found = self.write("finish", |c| {
+            let job_hash: Option<String> = c
+                .prepare_cached("SELECT hash FROM jobs WHERE id = ?1")?
+                .query_row([job_id], |r| r.get(0))
+                .optional()?;
+            if job_hash.as_deref() != Some(hash) {
+                return Ok(false);
+            }
+            let now = now_ms();
+            store::store_results(c, now, hash, results)?;
+            c.prepare_cached(
+                "UPDATE jobs SET state = 'done', last_error = NULL, claimed_at = NULL,
+                                 not_before = 0, updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![job_id, now])?;
+            Ok(true)
+        })?;
+        if found {
+            Ok(())
+        } else {
+            Err(self.no_such_job(job_id, hash))
+        }
+    }
+
+    /// Records a failed attempt: below `policy.max_attempts` the job goes back to `pending` after a
+    /// back-off, else it is `failed`. The error is kept either way.
+    pub fn fail(
+        &self,
+        job_id: i64,
+        error: &str,
+        policy: &RetryPolicy,
+    ) -> Result<FailOutcome, CatalogError> {
+        self.fail_at(job_id, error, policy, now_ms())
+    }
+
+    fn fail_at(
+        &self,
+        job_id: i64,
+        error: &str,
+        policy: &RetryPolicy,
+        now: i64,
+    ) -> Result<FailOutcome, CatalogError> {
+        let outcome = self.write("fail", |c| {
+            let Some(attempts) = c
+                .prepare_cached("SELECT attempts FROM jobs WHERE id = ?1")?
+                .query_row([job_id], |r| r.get::<_, u32>(0))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let attempts = attempts.saturating_add(1);
+            let outcome = if attempts < policy.max_attempts.max(1) {
+                let delay = policy.backoff(attempts);
+                let not_before = now.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64);
+                c.prepare_cached(
+                    "UPDATE jobs SET state = 'pending', attempts = ?2, last_error = ?3,
+                                     not_before = ?4, claimed_at = NULL, updated_at = ?5
+                     WHERE id = ?1",
+                )?
+                .execute(params![job_id, attempts, error, not_before, now])?;
+                FailOutcome::Retry {
+                    attempts,
+                    delay,
+                    not_before,
+                }
+            } else {
+                c.prepare_cached(
+                    "UPDATE jobs SET state = 'failed', attempts = ?2, last_error = ?3,
+                                     claimed_at = NULL, updated_at = ?4
+                     WHERE id = ?1",
+                )?
+                .execute(params![job_id, attempts, error, now])?;
+                FailOutcome::Failed { attempts }
+            };
+            Ok(Some(outcome))
+        })?;
+        outcome.ok_or_else(|| self.no_such_job(job_id, ""))
+    }
+
+    /// Hands claimed jobs back (shutdown): `running → pending`, attempts unchanged.
+    pub fn release(&self, job_ids: &[i64]) -> Result<(), CatalogError> {
+        self.write("release", |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE jobs SET state = 'pending', claimed_at = NULL, updated_at = ?2
+                 WHERE id = ?1 AND state = 'running'",
+            )?;
+            let now = now_ms();
+            for id in job_ids {
+                stmt.execute(params![id, now])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// At daemon start-up, in one transaction: every `running` job (left by a crash or kill -9) goes
+    /// back to `pending`. Returns how many. Only the single daemon may call this.
+    pub fn reclaim_running(&self) -> Result<usize, CatalogError> {
+        self.write("reclaim_running", |c| {
+            c.prepare_cached(
+                "UPDATE jobs SET state = 'pending', claimed_at = NULL, updated_at = ?1
+                 WHERE state = 'running'",
+            )?
+            .execute([now_ms()])
+        })
+    }
+
+    /// `captiond retry`: every `failed` job back to `pending` with its attempts reset (the last
+    /// error is kept until the next outcome). Returns how many.
+    pub fn retry_failed(&self) -> Result<usize, CatalogError> {
+        self.write("retry_failed", |c| {
+            c.prepare_cached(
+                "UPDATE jobs SET state = 'pending', attempts = 0, not_before = 0, updated_at = ?1
+                 WHERE state = 'failed'",
+            )?
+            .execute([now_ms()])
+        })
+    }
+
+    /// `captiond reprocess` / a model or task change: every content with a present photo and no done
+    /// job for `profile` gets a pending backfill job (new, or a failed one reset). Also heals
+    /// contents recorded without a job, so the daemon may call it at start-up. Returns how many.
+    pub fn requeue_for_profile(&self, profile: &str) -> Result<usize, CatalogError> {
+        self.write("requeue_for_profile", |c| {
+            let now = now_ms();
+            let added = c
+                .prepare_cached(
+                    "INSERT INTO jobs(hash, profile, state, priority, attempts, not_before, updated_at)
+                     SELECT DISTINCT hash, ?1, 'pending', 1, 0, 0, ?2 FROM photos
+                     WHERE state = 'present'
+                     ON CONFLICT(hash, profile) DO NOTHING",
+                )?
+                .execute(params![profile, now])?;
+            let reset = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, not_before = 0, updated_at = ?2
+                     WHERE profile = ?1 AND state = 'failed'
+                       AND hash IN (SELECT hash FROM photos WHERE state = 'present')",
+                )?
+                .execute(params![profile, now])?;
+            Ok(added + reset)
+        })
+    }
+
+    /// Jobs by state, for one profile or all.
+    pub fn queue_counts(&self, profile: Option<&str>) -> Result<QueueCounts, CatalogError> {
+        self.read("queue_counts", |c| {
+            // Two statements so each can use its index (jobs_claim / jobs_state).
+            let mut stmt = match profile {
+                Some(_) => c.prepare_cached(
+                    "SELECT state, count(*) FROM jobs WHERE profile = ?1 GROUP BY state",
+                )?,
+                None => c.prepare_cached(
+                    "SELECT state, count(*) FROM jobs WHERE ?1 IS NULL GROUP BY state",
+                )?,
+            };
+            let mut counts = QueueCounts::default();
+            let rows = stmt.query_map([profile], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (state, n) = row?;
+                let n = n as u64;
+                match state.as_str() {
+                    "pending" => counts.pending = n,
+                    "running" => counts.running = n,
+                    "done" => counts.done = n,
+                    _ => counts.failed = n,
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    /// The most recently failed jobs, newest first.
+    pub fn failed_jobs(&self, limit: usize) -> Result<Vec<FailedJob>, CatalogError> {
+        self.read("failed_jobs", |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT j.id, j.hash, j.profile, j.attempts, j.last_error, j.updated_at,
+                        (SELECT p.path FROM photos p WHERE p.hash = j.hash
+                         ORDER BY p.state = 'present' DESC, p.id LIMIT 1)
+                 FROM jobs j WHERE j.state = 'failed'
+                 ORDER BY j.updated_at DESC, j.id DESC LIMIT ?1",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map([limit], |r| {
+                let path = match r.get_ref(6)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    _ => Some(row_path(r, 6)?),
+                };
+                Ok(FailedJob {
+                    job_id: r.get(0)?,
+                    hash: r.get(1)?,
+                    profile: r.get(2)?,
+                    attempts: r.get(3)?,
+                    last_error: r.get(4)?,
+                    updated_at: r.get(5)?,
+                    path,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn no_such_job(&self, job_id: i64, hash: &str) -> CatalogError {
+        CatalogError::NoSuchJob {
+            path: self.path.clone(),
+            job_id,
+            hash: hash.to_owned(),
+        }
+    }
+}
+
+pub(crate) fn enqueue_in(
+    c: &Connection,
+    now: i64,
+    hash: &str,
+    profile: &str,
+    priority: Priority,
+) -> rusqlite::Result<bool> {
+    let added = c
+        .prepare_cached(
+            "INSERT INTO jobs(hash, profile, state, priority, attempts, not_before, updated_at)
+             VALUES (?1, ?2, 'pending', ?3, 0, 0, ?4)
+             ON CONFLICT(hash, profile) DO NOTHING",
+        )?
+        .execute(params![hash, profile, priority.value(), now])?
+        == 1;
+    if !added && priority == Priority::New {
+        c.prepare_cached(
+            "UPDATE jobs SET priority = 0
+             WHERE hash = ?1 AND profile = ?2 AND state = 'pending' AND priority > 0",
+        )?
+        .execute(params![hash, profile])?;
+    }
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::store::tests::{caption, fixture, hash_of, PROFILE};
+    use crate::catalog::MediaFacts;
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    fn add(f: &crate::catalog::store::tests::Fixture, name: &str) -> String {
+        let h = hash_of(name);
+        f.cat
+            .record_photo(
+                f.lib,
+                &Path::new("/photos").join(name),
+                1,
+                1,
+                &h,
+                &MediaFacts::default(),
+            )
+            .unwrap();
+        h
+    }
+
+    #[test]
+    fn enqueue_dedups_in_every_state() {
+        let f = fixture();
+        let h = add(&f, "a");
+        assert!(f.cat.enqueue(&h, PROFILE, Priority::New).unwrap());
+        assert!(!f.cat.enqueue(&h, PROFILE, Priority::Backfill).unwrap());
+        let j = f.cat.claim(PROFILE, 1).unwrap();
+        assert!(!f.cat.enqueue(&h, PROFILE, Priority::New).unwrap());
+        f.cat
+            .fail(
+                j[0].id,
+                "boom",
+                &RetryPolicy {
+                    max_attempts: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(!f.cat.enqueue(&h, PROFILE, Priority::New).unwrap());
+        assert_eq!(f.cat.queue_counts(None).unwrap().failed, 1);
+        // Another profile is another job.
+        assert!(f.cat.enqueue(&h, "other", Priority::New).unwrap());
+        assert_eq!(f.cat.queue_counts(Some(PROFILE)).unwrap().failed, 1);
+        assert_eq!(f.cat.queue_counts(Some("other")).unwrap().pending, 1);
+    }
+
+    #[test]
+    fn claims_new_before_backfill_then_oldest() {
+        let f = fixture();
+        let b1 = add(&f, "b1");
+        let b2 = add(&f, "b2");
+        let n1 = add(&f, "n1");
+        let p = add(&f, "promoted");
+        f.cat.enqueue(&b1, PROFILE, Priority::Backfill).unwrap();
+        f.cat.enqueue(&p, PROFILE, Priority::Backfill).unwrap();
+        f.cat.enqueue(&b2, PROFILE, Priority::Backfill).unwrap();
+        f.cat.enqueue(&n1, PROFILE, Priority::New).unwrap();
+        assert!(!f.cat.enqueue(&p, PROFILE, Priority::New).unwrap());
+        let got: Vec<String> = f
+            .cat
+            .claim(PROFILE, 3)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.hash)
+            .collect();
+        assert_eq!(got, vec![p.clone(), n1, b1]);
+        let rest = f.cat.claim(PROFILE, 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].hash, b2);
+        assert!(f.cat.claim(PROFILE, 10).unwrap().is_empty());
+        assert_eq!(f.cat.queue_counts(None).unwrap().running, 4);
+    }
+
+    #[test]
+    fn concurrent_claims_never_share_a_job() {
+        let f = fixture();
+        let n = 400;
+        {
+            let mut cat = Catalog::open(&f.db).unwrap();
+            let mut b = cat.batch().unwrap();
+            for i in 0..n {
+                let h = hash_of(&format!("c{i}"));
+                b.record_photo(
+                    f.lib,
+                    Path::new(&format!("/photos/c{i}.jpg")),
+                    1,
+                    1,
+                    &h,
+                    &MediaFacts::default(),
+                )
+                .unwrap();
+                b.enqueue(&h, PROFILE, Priority::Backfill).unwrap();
+            }
+            b.commit().unwrap();
+        }
+        // Both handles open first, then claim in small batches with a little "work" outside the
+        // lock between claims, as workers do, so the claims really interleave.
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let db = f.db.clone();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    let cat = Catalog::open(&db).unwrap();
+                    start.wait();
+                    let mut mine = Vec::new();
+                    loop {
+                        let jobs = cat.claim(PROFILE, 2).unwrap();
+                        if jobs.is_empty() {
+                            break mine;
+                        }
+                        mine.extend(jobs.into_iter().map(|j| j.id));
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<Vec<i64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let all: HashSet<i64> = results.iter().flatten().copied().collect();
+        assert_eq!(results.iter().map(Vec::len).sum::<usize>(), n);
+        assert_eq!(all.len(), n, "a job was claimed twice");
+        assert!(
+            results.iter().all(|r| !r.is_empty()),
+            "claims did not interleave: {} and {}",
+            results[0].len(),
+            results[1].len()
+        );
+    }
+
+    #[test]
+    fn fail_backs_off_then_fails_after_max() {
+        let f = fixture();
+        let h = add(&f, "bad");
+        f.cat.enqueue(&h, PROFILE, Priority::New).unwrap();
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(15),
+        };
+        let t0 = 1_000_000;
+        let job = f.cat.claim_at(PROFILE, 1, t0).unwrap().remove(0);
+        assert_eq!(job.attempts, 0);
+        let o = f.cat.fail_at(job.id, "decode error", &policy, t0).unwrap();
+        assert_eq!(
+            o,
+            FailOutcome::Retry {
+                attempts: 1,
+                delay: Duration::from_secs(10),
+                not_before: t0 + 10_000
+            }
+        );
+        assert!(f.cat.claim_at(PROFILE, 1, t0 + 9_999).unwrap().is_empty());
+        let job = f.cat.claim_at(PROFILE, 1, t0 + 10_000).unwrap().remove(0);
+        assert_eq!(job.attempts, 1);
+        let o = f
+            .cat
+            .fail_at(job.id, "decode error", &policy, t0 + 10_000)
+            .unwrap();
+        // 20 s capped at 15 s.
+        assert_eq!(
+            o,
+            FailOutcome::Retry {
+                attempts: 2,
+                delay: Duration::from_secs(15),
+                not_before: t0 + 25_000
+            }
+        );
+        let job = f.cat.claim_at(PROFILE, 1, t0 + 25_000).unwrap().remove(0);
+        let o = f
+            .cat
+            .fail_at(job.id, "still broken", &policy, t0 + 25_000)
+            .unwrap();
+        assert_eq!(o, FailOutcome::Failed { attempts: 3 });
+        assert!(f.cat.claim_at(PROFILE, 1, i64::MAX / 2).unwrap().is_empty());
+        let failed = f.cat.failed_jobs(10).unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].last_error.as_deref(), Some("still broken"));
+        assert_eq!(failed[0].attempts, 3);
+        assert_eq!(failed[0].path.as_deref(), Some(Path::new("/photos/bad")));
+        assert_eq!(f.cat.retry_failed().unwrap(), 1);
+        let job = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        assert_eq!(job.attempts, 0);
+        assert!(matches!(
+            f.cat.fail(9999, "x", &policy),
+            Err(CatalogError::NoSuchJob { job_id: 9999, .. })
+        ));
+    }
+
+    #[test]
+    fn backoff_saturates() {
+        let p = RetryPolicy {
+            max_attempts: 100,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+        };
+        assert_eq!(p.backoff(1), Duration::from_secs(1));
+        assert_eq!(p.backoff(3), Duration::from_secs(4));
+        assert_eq!(p.backoff(90), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn reclaim_and_release() {
+        let f = fixture();
+        for i in 0..4 {
+            let h = add(&f, &format!("r{i}"));
+            f.cat.enqueue(&h, PROFILE, Priority::New).unwrap();
+        }
+        let jobs = f.cat.claim(PROFILE, 4).unwrap();
+        f.cat.release(&[jobs[0].id, jobs[1].id]).unwrap();
+        let c = f.cat.queue_counts(None).unwrap();
+        assert_eq!((c.pending, c.running), (2, 2));
+        // A "crash": a new handle finds two running jobs and reclaims them.
+        drop(f.cat);
+        let cat = Catalog::open(&f.db).unwrap();
+        assert_eq!(cat.reclaim_running().unwrap(), 2);
+        assert_eq!(cat.reclaim_running().unwrap(), 0);
+        let again = cat.claim(PROFILE, 10).unwrap();
+        assert_eq!(again.len(), 4);
+        assert!(again.iter().all(|j| j.attempts == 0));
+    }
+
+    #[test]
+    fn finish_checks_the_job() {
+        let f = fixture();
+        let h = add(&f, "f");
+        f.cat.enqueue(&h, PROFILE, Priority::New).unwrap();
+        let job = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        let err = f
+            .cat
+            .finish(job.id, &hash_of("other"), &caption("x", &[]))
+            .unwrap_err();
+        assert!(matches!(err, CatalogError::NoSuchJob { .. }), "{err:?}");
+        f.cat
+            .finish(job.id, &h, &caption("A lake.", &["lake"]))
+            .unwrap();
+        // Finishing again (e.g. a re-run) replaces rather than duplicates.
+        f.cat
+            .finish(job.id, &h, &caption("A calm lake.", &["lake", "boat"]))
+            .unwrap();
+        let stored = f.cat.results_for_hash(&h).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].clean_text.as_deref(), Some("A calm lake."));
+        let od = stored.iter().find(|r| r.task == "<OD>").unwrap();
+        assert_eq!(od.regions.len(), 2);
+        assert_eq!(f.cat.keywords_for_hash(&h).unwrap(), vec!["boat", "lake"]);
+        assert_eq!(f.cat.queue_counts(None).unwrap().done, 1);
+    }
+
+    #[test]
+    fn requeue_for_profile_adds_missing_and_resets_failed() {
+        let f = fixture();
+        let a = add(&f, "a");
+        let b = add(&f, "b");
+        let c = add(&f, "c");
+        let gone = add(&f, "gone");
+        f.cat.mark_gone(&[PathBuf::from("/photos/gone")]).unwrap();
+        f.cat.enqueue(&a, PROFILE, Priority::New).unwrap();
+        let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        f.cat.finish(j.id, &a, &caption("x", &[])).unwrap();
+        f.cat.enqueue(&b, PROFILE, Priority::New).unwrap();
+        let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        f.cat
+            .fail(
+                j.id,
+                "e",
+                &RetryPolicy {
+                    max_attempts: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        // b reset, c added; a done stays done; gone content is not queued.
+        assert_eq!(f.cat.requeue_for_profile(PROFILE).unwrap(), 2);
+        let counts = f.cat.queue_counts(Some(PROFILE)).unwrap();
+        assert_eq!((counts.pending, counts.done, counts.failed), (2, 1, 0));
+        assert_eq!(f.cat.requeue_for_profile(PROFILE).unwrap(), 0);
+        // A new model: everything present is backfilled.
+        assert_eq!(
+            f.cat.requeue_for_profile("large@main|<CAPTION>").unwrap(),
+            3
+        );
+        let _ = (c, gone);
+    }
+
+    #[test]
+    fn offline_library_jobs_wait() {
+        let f = fixture();
+        let h = add(&f, "nas");
+        f.cat.enqueue(&h, PROFILE, Priority::New).unwrap();
+        f.cat.set_library_state(f.lib, false, true).unwrap();
+        assert!(f.cat.claim(PROFILE, 1).unwrap().is_empty());
+        assert_eq!(f.cat.queue_counts(None).unwrap().pending, 1);
+        f.cat.set_library_state(f.lib, true, true).unwrap();
+        assert_eq!(f.cat.claim(PROFILE, 1).unwrap().len(), 1);
+    }
+}

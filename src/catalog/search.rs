@@ -1,0 +1,698 @@
+//! `captiond search`: full-text search over present photos. User text becomes a safe FTS5 query
+//! ([`fts_query`]): every term is quoted, so no input can cause an FTS syntax error. Supported:
+//! bare words (all must match; porter stemming, so "dogs" finds "dog"), `"exact phrases"`, `prefix*`,
+//! `OR` between two terms, `-word` / `NOT word` to exclude. Ranking is FTS5 bm25 with column weights
+//! caption 8 > labels 4 > ocr 2 > path 1. Filters (date taken, label, folder, camera) are joined on
+//! `photos`/`contents`.
+//!
+//! Snippets mark matches with [`HIGHLIGHT_START`] … [`HIGHLIGHT_END`] (U+0001 / U+0002, which never
+//! occur in captions): the CLI swaps them for colour on a TTY and drops them otherwise.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::Value;
+
+use super::{row_path, Catalog, CatalogError};
+
+/// Marks the start of a match in [`Hit::snippet`].
+pub const HIGHLIGHT_START: char = '\u{1}';
+/// Marks the end of a match in [`Hit::snippet`].
+pub const HIGHLIGHT_END: char = '\u{2}';
+
+/// bm25 column weights, in `photo_fts` column order: caption, labels, ocr, path.
+const BM25: &str = "bm25(photo_fts, 8.0, 4.0, 2.0, 1.0)";
+
+/// A search request. Empty `text` lists photos matching the filters, newest taken first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchQuery {
+    pub text: String,
+    /// Most hits returned; 0 = no limit.
+    pub limit: usize,
+    /// Taken on or after: `YYYY`, `YYYY-MM`, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS` (inclusive).
+    pub after: Option<String>,
+    /// Taken strictly before this date (same forms): `--after 2023 --before 2024` is all of 2023.
+    pub before: Option<String>,
+    /// A keyword (as stored, or any form that normalises to it: "Dogs" finds "dog").
+    pub label: Option<String>,
+    /// Only photos inside this absolute folder (the CLI makes it absolute).
+    pub under: Option<PathBuf>,
+    /// Case-insensitive substring of "make model".
+    pub camera: Option<String>,
+}
+
+impl SearchQuery {
+    /// A text query with the CLI's default limit of 20 and no filters.
+    pub fn new(text: impl Into<String>) -> SearchQuery {
+        SearchQuery {
+            text: text.into(),
+            limit: 20,
+            ..SearchQuery::default()
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub photo_id: i64,
+    pub path: PathBuf,
+    /// The indexed caption text (captions of several tasks are joined by newlines).
+    pub caption: String,
+    /// The content's keywords, sorted.
+    pub labels: Vec<String>,
+    /// Relevance, higher is better (negated bm25); 0 when listing without text.
+    pub score: f64,
+    /// Best-matching fragment with matches between [`HIGHLIGHT_START`] and [`HIGHLIGHT_END`].
+    pub snippet: String,
+}
+
+/// User text as FTS5 query parts: what must match, and what must not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FtsQuery {
+    pub positive: Option<String>,
+    pub negative: Option<String>,
+}
+
+struct Term {
+    text: String,
+    prefix: bool,
+}
+
+impl Term {
+    fn render(&self) -> String {
+        let mut s = format!("\"{}\"", self.text.replace('"', "\"\""));
+        if self.prefix {
+            s.push('*');
+        }
+        s
+    }
+}
+
+/// Turns user text into FTS5 expressions made only of quoted strings, `*`, `AND`, `OR`, `NOT` and
+/// parentheses we place ourselves. Terms without a letter or digit (which the tokenizer would turn
+/// into an empty phrase that matches nothing) are dropped.
+pub(crate) fn fts_query(text: &str) -> FtsQuery {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut groups: Vec<Vec<Term>> = Vec::new();
+    let mut negatives: Vec<Term> = Vec::new();
+    let mut or_next = false;
+    let mut not_next = false;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let mut negate = std::mem::take(&mut not_next);
+        while i < chars.len() && chars[i] == '-' {
+            negate = true;
+            i += 1;
+        }
+        if i >= chars.len() || chars[i].is_whitespace() {
+            continue;
+        }
+        let (word, quoted) = if chars[i] == '"' {
+            let start = i + 1;
+            let end = chars[start..]
+                .iter()
+                .position(|&c| c == '"')
+                .map_or(chars.len(), |p| start + p);
+            i = (end + 1).min(chars.len());
+            (chars[start..end].iter().collect::<String>(), true)
+        } else {
+            let start = i;
+            while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '"' {
+                i += 1;
+            }
+            (chars[start..i].iter().collect::<String>(), false)
+        };
+        let mut prefix = false;
+        let mut word = word;
+        if quoted {
+            if i < chars.len() && chars[i] == '*' {
+                prefix = true;
+                i += 1;
+            }
+        } else {
+            match word.as_str() {
+                "OR" if !negate => {
+                    or_next = true;
+                    continue;
+                }
+                "AND" => continue,
+                "NOT" => {
+                    not_next = true;
+                    continue;
+                }
+                _ => {}
+            }
+            let trimmed = word.trim_end_matches('*');
+            prefix = trimmed.len() < word.len();
+            word = trimmed.to_owned();
+        }
+        if !word.chars().any(char::is_alphanumeric) {
+            continue;
+        }
+        let term = Term { text: word, prefix };
+        if negate {
+            negatives.push(term);
+        } else if std::mem::take(&mut or_next) && !groups.is_empty() {
+            groups.last_mut().expect("not empty").push(term);
+        } else {
+            groups.push(vec![term]);
+        }
+    }
+    let positive = (!groups.is_empty()).then(|| {
+        groups
+            .iter()
+            .map(|g| {
+                let alts: Vec<String> = g.iter().map(Term::render).collect();
+                if alts.len() == 1 {
+                    alts.into_iter().next().expect("one")
+                } else {
+                    format!("({})", alts.join(" OR "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    });
+    let negative = (!negatives.is_empty()).then(|| {
+        negatives
+            .iter()
+            .map(Term::render)
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    });
+    FtsQuery { positive, negative }
+}
+
+/// Checks a date bound and brings it to the stored form (`T` between date and time).
+fn normalise_date(value: &str) -> Result<String, CatalogError> {
+    const TEMPLATE: &[u8] = b"0000-00-00T00:00:00";
+    let s = value.trim().replacen(' ', "T", 1);
+    let ok = [4, 7, 10, 13, 16, 19].contains(&s.len())
+        && s.bytes().zip(TEMPLATE).all(|(c, t)| match t {
+            b'0' => c.is_ascii_digit(),
+            _ => c == *t,
+        });
+    if ok {
+        Ok(s)
+    } else {
+        Err(CatalogError::BadDate {
+            value: value.to_owned(),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn path_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: &Path) -> Vec<u8> {
+    p.to_string_lossy().into_owned().into_bytes()
+}
+
+/// SQL conditions (with their parameters, in order) for the filters of a query.
+fn filters(q: &SearchQuery) -> Result<(String, Vec<Value>), CatalogError> {
+    let mut sql = String::new();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(after) = &q.after {
+        sql.push_str(" AND c.taken_at >= ?");
+        params.push(Value::Text(normalise_date(after)?));
+    }
+    if let Some(before) = &q.before {
+        sql.push_str(" AND c.taken_at < ?");
+        params.push(Value::Text(normalise_date(before)?));
+    }
+    if let Some(label) = q.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        let plain = label.to_lowercase();
+        let normalised = crate::clean::normalise_keyword(label).unwrap_or_else(|| plain.clone());
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM keywords k WHERE k.hash = p.hash AND k.keyword IN (?, ?))",
+        );
+        params.push(Value::Text(plain));
+        params.push(Value::Text(normalised));
+    }
+    if let Some(under) = &q.under {
+        // Range scans on the path index: inside DIR means DIR/ <= path < DIR0 ('0' follows '/').
+        // Paths are TEXT, or BLOB for non-UTF-8 names, so both kinds of bound are given.
+        let mut base = path_bytes(under);
+        while base.len() > 1 && base.last() == Some(&b'/') {
+            base.pop();
+        }
+        if base == b"/" {
+            base.clear();
+        }
+        let lo = [base.as_slice(), b"/"].concat();
+        let hi = [base.as_slice(), b"0"].concat();
+        sql.push_str(" AND ((p.path >= ? AND p.path < ?) OR (p.path >= ? AND p.path < ?))");
+        match (String::from_utf8(lo.clone()), String::from_utf8(hi.clone())) {
+            (Ok(l), Ok(h)) => params.extend([Value::Text(l), Value::Text(h)]),
+            _ => params.extend([Value::Null, Value::Null]),
+        }
+        params.extend([Value::Blob(lo), Value::Blob(hi)]);
+    }
+    if let Some(camera) = q.camera.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        let escaped = camera
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        sql.push_str(
+            " AND (coalesce(c.camera_make, '') || ' ' || coalesce(c.camera_model, '')) \
+             LIKE ? ESCAPE '\\'",
+        );
+        params.push(Value::Text(format!("%{escaped}%")));
+    }
+    Ok((sql, params))
+}
+
+const LABELS: &str = "(SELECT group_concat(k.keyword, char(31) ORDER BY k.keyword)
+                       FROM keywords k WHERE k.hash = p.hash)";
+
+impl Catalog {
+    /// Searches present photos; see the module docs for the query language and ranking.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<Hit>, CatalogError> {
+        let fts = fts_query(&query.text);
+        let (filter_sql, filter_params) = filters(query)?;
+        let limit = if query.limit == 0 {
+            -1
+        } else {
+            i64::try_from(query.limit).unwrap_or(i64::MAX)
+        };
+        let mut params: Vec<Value> = Vec::new();
+        let sql = if let Some(positive) = &fts.positive {
+            let expr = match &fts.negative {
+                Some(neg) => format!("({positive}) NOT ({neg})"),
+                None => positive.clone(),
+            };
+            params.push(Value::Text(expr));
+            params.extend(filter_params);
+            format!(
+                "SELECT p.id, p.path, photo_fts.caption, -{BM25},
+                        snippet(photo_fts, -1, char(1), char(2), '…', 16), {LABELS}
+                 FROM photo_fts
+                 JOIN photos p ON p.id = photo_fts.rowid
+                 JOIN contents c ON c.hash = p.hash
+                 WHERE photo_fts MATCH ? AND p.state = 'present'{filter_sql}
+                 ORDER BY {BM25}, p.id
+                 LIMIT ?"
+            )
+        } else {
+            if fts.negative.is_none() && !query.text.trim().is_empty() && filter_params.is_empty() {
+                // Only operators or punctuation: nothing to look for.
+                return Ok(Vec::new());
+            }
+            let mut exclude = String::new();
+            params.extend(filter_params);
+            if let Some(neg) = &fts.negative {
+                exclude = " AND p.id NOT IN (SELECT rowid FROM photo_fts WHERE photo_fts MATCH ?)"
+                    .to_owned();
+                params.push(Value::Text(neg.clone()));
+            }
+            format!(
+                "SELECT p.id, p.path, photo_fts.caption, 0.0, substr(photo_fts.caption, 1, 200),
+                        {LABELS}
+                 FROM photos p
+                 JOIN photo_fts ON photo_fts.rowid = p.id
+                 JOIN contents c ON c.hash = p.hash
+                 WHERE p.state = 'present'{filter_sql}{exclude}
+                 ORDER BY c.taken_at DESC, p.id DESC
+                 LIMIT ?"
+            )
+        };
+        params.push(Value::Integer(limit));
+        self.read("search", |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                let labels: Option<String> = r.get(5)?;
+                Ok(Hit {
+                    photo_id: r.get(0)?,
+                    path: row_path(r, 1)?,
+                    caption: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    score: r.get(3)?,
+                    snippet: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    labels: labels
+                        .map(|l| l.split('\u{1f}').map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::store::tests::{add_captioned, fixture, hash_of, Fixture, PROFILE};
+    use crate::catalog::{MediaFacts, Priority, TaskResult};
+
+    fn media(taken: &str, make: &str, model: &str) -> MediaFacts {
+        MediaFacts {
+            taken_at: Some(taken.into()),
+            camera_make: Some(make.into()),
+            camera_model: Some(model.into()),
+            ..MediaFacts::default()
+        }
+    }
+
+    fn corpus() -> Fixture {
+        let f = fixture();
+        add_captioned(
+            &f,
+            "/photos/2023/beach/IMG_0001.JPG",
+            "1",
+            media("2023-07-14T16:02:11", "Canon", "EOS R5"),
+            "A brown dog running on a sandy beach next to the ocean.",
+            &["dog", "ocean"],
+        );
+        add_captioned(
+            &f,
+            "/photos/2023/city/IMG_0002.JPG",
+            "2",
+            media("2023-03-02T09:00:00", "Apple", "iPhone 13"),
+            "A red car parked on a street in front of a shop.",
+            &["car", "shop"],
+        );
+        add_captioned(
+            &f,
+            "/photos/2022/home/IMG_0003.JPG",
+            "3",
+            media("2022-12-24T20:30:00", "Canon", "EOS 80D"),
+            "Two cats sleeping on a sofa; a car toy lies on the red carpet.",
+            &["cat", "sofa"],
+        );
+        add_captioned(
+            &f,
+            "/photos/dog-walks/IMG_0004.JPG",
+            "4",
+            MediaFacts::default(),
+            "A bicycle leaning against a wall.",
+            &["bicycle"],
+        );
+        f
+    }
+
+    fn search(f: &Fixture, q: SearchQuery) -> Vec<String> {
+        f.cat
+            .search(&q)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.path.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn text(f: &Fixture, t: &str) -> Vec<String> {
+        search(f, SearchQuery::new(t))
+    }
+
+    #[test]
+    fn builds_safe_queries() {
+        let q = |s: &str| fts_query(s);
+        assert_eq!(
+            q("dogs beach").positive.as_deref(),
+            Some("\"dogs\" AND \"beach\"")
+        );
+        assert_eq!(q("\"red car\"").positive.as_deref(), Some("\"red car\""));
+        assert_eq!(q("bicyc*").positive.as_deref(), Some("\"bicyc\"*"));
+        assert_eq!(
+            q("cat OR dog").positive.as_deref(),
+            Some("(\"cat\" OR \"dog\")")
+        );
+        let neg = q("car -red NOT toy");
+        assert_eq!(neg.positive.as_deref(), Some("\"car\""));
+        assert_eq!(neg.negative.as_deref(), Some("\"red\" OR \"toy\""));
+        assert_eq!(q("a\"b").positive.as_deref(), Some("\"a\" AND \"b\""));
+        assert_eq!(q("\"open").positive.as_deref(), Some("\"open\""));
+        assert_eq!(q("( ) * - AND OR NOT \""), FtsQuery::default());
+        assert_eq!(q("\" AND \"").positive.as_deref(), Some("\" AND \""));
+        assert_eq!(q("x:y").positive.as_deref(), Some("\"x:y\""));
+    }
+
+    #[test]
+    fn ranks_caption_over_path_and_stems() {
+        let f = corpus();
+        // "dog" is in IMG_0001's caption and labels, and only in IMG_0004's folder name.
+        assert_eq!(
+            text(&f, "dogs"),
+            vec![
+                "/photos/2023/beach/IMG_0001.JPG",
+                "/photos/dog-walks/IMG_0004.JPG"
+            ]
+        );
+        assert_eq!(text(&f, "sleep"), vec!["/photos/2022/home/IMG_0003.JPG"]);
+        assert_eq!(text(&f, "runs"), vec!["/photos/2023/beach/IMG_0001.JPG"]);
+        let hits = f.cat.search(&SearchQuery::new("dog")).unwrap();
+        assert!(hits[0].score > hits[1].score);
+        assert!(
+            hits[0].snippet.contains("\u{1}dog\u{2}"),
+            "{:?}",
+            hits[0].snippet
+        );
+        assert_eq!(hits[0].labels, vec!["dog", "ocean"]);
+        // Caption beats a mention in a longer caption and in labels weight.
+        let cars = text(&f, "car");
+        assert_eq!(cars[0], "/photos/2023/city/IMG_0002.JPG");
+        assert_eq!(cars.len(), 2);
+    }
+
+    #[test]
+    fn phrases_prefixes_or_not() {
+        let f = corpus();
+        assert_eq!(
+            text(&f, "\"red car\""),
+            vec!["/photos/2023/city/IMG_0002.JPG"]
+        );
+        assert_eq!(text(&f, "\"car red\"").len(), 0);
+        assert_eq!(text(&f, "bicyc*"), vec!["/photos/dog-walks/IMG_0004.JPG"]);
+        assert_eq!(text(&f, "sof*"), vec!["/photos/2022/home/IMG_0003.JPG"]);
+        assert_eq!(text(&f, "cat OR bicycle").len(), 2);
+        assert_eq!(
+            text(&f, "car -carpet"),
+            vec!["/photos/2023/city/IMG_0002.JPG"]
+        );
+        assert_eq!(text(&f, "-car").len(), 2);
+    }
+
+    #[test]
+    fn filters() {
+        let f = corpus();
+        let q = |t: &str| SearchQuery::new(t);
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    label: Some("Cats".into()),
+                    ..q("")
+                }
+            ),
+            vec!["/photos/2022/home/IMG_0003.JPG"]
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    label: Some("car".into()),
+                    ..q("red")
+                }
+            ),
+            vec!["/photos/2023/city/IMG_0002.JPG"]
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    after: Some("2023".into()),
+                    ..q("")
+                }
+            ),
+            vec![
+                "/photos/2023/beach/IMG_0001.JPG",
+                "/photos/2023/city/IMG_0002.JPG"
+            ]
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    after: Some("2023-03-02".into()),
+                    before: Some("2023-07-14".into()),
+                    ..q("")
+                }
+            ),
+            vec!["/photos/2023/city/IMG_0002.JPG"]
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    before: Some("2023-01-01 00:00:00".into()),
+                    ..q("car")
+                }
+            ),
+            vec!["/photos/2022/home/IMG_0003.JPG"]
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    under: Some("/photos/2023/".into()),
+                    ..q("a")
+                }
+            )
+            .len(),
+            2
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    under: Some("/photos/2023/beach".into()),
+                    ..q("")
+                }
+            ),
+            vec!["/photos/2023/beach/IMG_0001.JPG"]
+        );
+        // "/photos/20" is not a folder prefix of "/photos/2023/…".
+        assert!(search(
+            &f,
+            SearchQuery {
+                under: Some("/photos/20".into()),
+                ..q("")
+            }
+        )
+        .is_empty());
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    under: Some("/".into()),
+                    ..q("")
+                }
+            )
+            .len(),
+            4
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    camera: Some("canon".into()),
+                    ..q("")
+                }
+            )
+            .len(),
+            2
+        );
+        assert_eq!(
+            search(
+                &f,
+                SearchQuery {
+                    camera: Some("eos r5".into()),
+                    ..q("")
+                }
+            ),
+            vec!["/photos/2023/beach/IMG_0001.JPG"]
+        );
+        assert!(search(
+            &f,
+            SearchQuery {
+                camera: Some("%".into()),
+                ..q("")
+            }
+        )
+        .is_empty());
+        let err = f
+            .cat
+            .search(&SearchQuery {
+                after: Some("last week".into()),
+                ..q("")
+            })
+            .unwrap_err();
+        assert!(matches!(err, CatalogError::BadDate { .. }), "{err}");
+        assert_eq!(search(&f, SearchQuery { limit: 1, ..q("a") }).len(), 1);
+    }
+
+    #[test]
+    fn fts_syntax_in_user_text_never_errors() {
+        let f = corpus();
+        for q in [
+            "\"",
+            "\"\"",
+            "\"unterminated phrase",
+            "dog AND",
+            "AND",
+            "OR dog",
+            "dog OR",
+            "NOT",
+            "dog NOT",
+            "(dog",
+            "dog)",
+            "(cat OR dog) AND (",
+            "*",
+            "dog*",
+            "*dog",
+            "-",
+            "--dog",
+            "- -",
+            "dog -",
+            "-\"\"",
+            "caption:dog",
+            "{caption labels}: dog",
+            "NEAR(dog beach, 2)",
+            "^dog",
+            "dog + beach",
+            "a\"b\"c",
+            "'; DROP TABLE photos; --",
+            "\\",
+            "😀 dog",
+            "\u{0}",
+            "d\u{301}",
+        ] {
+            let r = f.cat.search(&SearchQuery::new(q));
+            assert!(r.is_ok(), "{q:?}: {:?}", r.err());
+        }
+        assert_eq!(text(&f, "😀 dog").len(), 2);
+        assert_eq!(text(&f, "(dog").len(), 2);
+    }
+
+    #[test]
+    fn ocr_text_is_searchable_and_gone_is_not() {
+        let f = corpus();
+        let h = hash_of("sign");
+        f.cat
+            .record_photo(
+                f.lib,
+                Path::new("/photos/sign.jpg"),
+                1,
+                1,
+                &h,
+                &MediaFacts::default(),
+            )
+            .unwrap();
+        f.cat.enqueue(&h, PROFILE, Priority::New).unwrap();
+        let job = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        let ocr = TaskResult {
+            task: "<OCR>".into(),
+            model_repo: "m".into(),
+            model_revision: "r".into(),
+            raw_text: "GELATERIA".into(),
+            clean_text: None,
+            result_json: serde_json::json!({"<OCR>": "GELATERIA"}),
+            regions: vec![],
+            keywords: vec![],
+            ocr_text: Some("Gelateria Roma".into()),
+        };
+        f.cat.finish(job.id, &h, &[ocr]).unwrap();
+        let hits = f.cat.search(&SearchQuery::new("gelateria")).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].caption, "");
+        f.cat
+            .mark_gone(&[PathBuf::from("/photos/sign.jpg")])
+            .unwrap();
+        assert!(text(&f, "gelateria").is_empty());
+    }
+}

@@ -1,0 +1,114 @@
+//! One `captiond run` per catalog: an exclusive `flock` on `<database>.lock` (e.g.
+//! `catalog.db.lock`), held for the life of the run. The kernel drops the lock when the process
+//! ends, however it ends, so a daemon killed with `kill -9` never leaves a stale lock behind; the
+//! file itself stays (removing it would race with the next run opening it) and holds the pid of
+//! the last holder, for the refusal message.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::DaemonError;
+
+/// Held while a run owns the catalog; dropping it releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// `<database>.lock`, next to the database.
+pub fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    database.with_file_name(name)
+}
+
+impl RunLock {
+    /// Takes the lock for `database` without waiting; another live run holding it is
+    /// [`DaemonError::AlreadyRunning`].
+    pub fn acquire(database: &Path) -> Result<RunLock, DaemonError> {
+        let path = lock_path(database);
+        let io_err = |source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
+        if let Err(e) = try_lock(&file) {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(DaemonError::AlreadyRunning {
+                    database: database.to_path_buf(),
+                    lock: path,
+                    pid: holder.trim().parse().ok(),
+                });
+            }
+            return Err(io_err(e));
+        }
+        // Best effort: the pid only serves the message a second run prints.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
+        Ok(RunLock { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(unix)]
+fn try_lock(file: &File) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(std::io::ErrorKind::WouldBlock.into());
+    }
+    Err(err)
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sub/catalog.db");
+        assert_eq!(lock_path(&db), dir.path().join("sub/catalog.db.lock"));
+        let first = RunLock::acquire(&db).unwrap();
+        // flock locks belong to the open file description, so a second open in the same
+        // process conflicts like another process would.
+        match RunLock::acquire(&db) {
+            Err(DaemonError::AlreadyRunning { pid, lock, .. }) => {
+                assert_eq!(pid, Some(std::process::id()));
+                assert_eq!(lock, first.path());
+            }
+            other => panic!("expected AlreadyRunning, got {other:?}"),
+        }
+        drop(first);
+        RunLock::acquire(&db).unwrap();
+    }
+}

@@ -1,0 +1,187 @@
+//! The captioning worker: a thread of its own with its own catalog connection. It claims
+//! `batch_size` jobs at a time, runs them through [`process_batch`], writes the sidecars of the
+//! photos it finished, and repeats. The model is loaded on the first claimable job and unloaded
+//! after `idle_unload` without work, so an idle daemon stays small.
+//!
+//! Stopping: the shared `stop` flag is checked before every claim and, inside a batch, before every
+//! task; an interrupted batch is released back to `pending`. In `--once` mode the worker ends when
+//! discovery is finished and nothing is claimable any more.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::DaemonError;
+use crate::catalog::{Catalog, RetryPolicy};
+use crate::config::{Library, ModelLocation, ModelSettings};
+use crate::pipeline::{process_batch, Captioner};
+use crate::sidecar::{rewrite, SidecarSettings, WriteOutcome};
+
+/// How long an idle daemon worker waits before looking for claimable jobs again without being
+/// woken (jobs whose back-off ran out, libraries that came back).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// Flags shared by the daemon loop and the worker.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Shutdown asked: finish or hand back the current batch, then return.
+    pub stop: AtomicBool,
+    /// `--once`: discovery has queued everything it will queue.
+    pub discovery_done: AtomicBool,
+}
+
+/// What the worker needs, owned (it runs on its own thread).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub database: PathBuf,
+    pub model: ModelSettings,
+    pub profile: String,
+    pub policy: RetryPolicy,
+    pub once: bool,
+    pub idle_unload: Duration,
+    pub libraries: Vec<Library>,
+}
+
+/// What the worker did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Jobs completed (captioned and stored).
+    pub captioned: u64,
+    /// Failed attempts (retried or not).
+    pub failed_attempts: u64,
+    /// Jobs handed back at shutdown.
+    pub released: u64,
+}
+
+/// The human name of the configured model, for messages.
+pub fn model_name(model: &ModelSettings) -> String {
+    match &model.location {
+        ModelLocation::Dir(dir) => dir.display().to_string(),
+        ModelLocation::Repo { id, revision } => format!("{id}@{revision}"),
+    }
+}
+
+/// The worker loop; returns when stopped, when `--once` has nothing left, or on a fatal error
+/// (catalog, model load).
+pub fn work(
+    cfg: &WorkerConfig,
+    shared: &Arc<Shared>,
+    wake: &Receiver<()>,
+) -> Result<WorkerStats, DaemonError> {
+    let _span = tracing::info_span!("worker").entered();
+    let catalog = Catalog::open(&cfg.database)?;
+    let mut stats = WorkerStats::default();
+    let mut captioner: Option<Captioner> = None;
+    let mut last_work = Instant::now();
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        // Read before claiming: when set, every job discovery queued is already committed.
+        let discovery_done = shared.discovery_done.load(Ordering::SeqCst);
+        let jobs = catalog.claim(&cfg.profile, cfg.model.batch_size)?;
+        if jobs.is_empty() {
+            if cfg.once && discovery_done {
+                break;
+            }
+            let mut wait = if cfg.once {
+                Duration::from_millis(200)
+            } else {
+                IDLE_POLL
+            };
+            if captioner.is_some() {
+                let idle = last_work.elapsed();
+                if idle >= cfg.idle_unload {
+                    captioner = None;
+                    crate::memory::release_freed_memory();
+                    tracing::info!(
+                        idle_s = idle.as_secs(),
+                        "model unloaded after idling; it loads again with the next job"
+                    );
+                } else {
+                    wait = wait.min(cfg.idle_unload - idle);
+                }
+            }
+            match wake.recv_timeout(wait) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            continue;
+        }
+        let model = match &mut captioner {
+            Some(c) => c,
+            None => {
+                let started = Instant::now();
+                match Captioner::load(&cfg.model, std::io::stderr().is_terminal()) {
+                    Ok(c) => {
+                        tracing::info!(ms = started.elapsed().as_millis() as u64, "model ready");
+                        captioner.insert(c)
+                    }
+                    Err(e) => {
+                        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+                        catalog.release(&ids)?;
+                        return Err(DaemonError::ModelLoad {
+                            model: model_name(&cfg.model),
+                            source: e.into(),
+                        });
+                    }
+                }
+            }
+        };
+        let report = process_batch(model, &catalog, &jobs, &cfg.policy, &shared.stop)?;
+        stats.captioned += report.done as u64;
+        stats.failed_attempts += report.failed as u64;
+        stats.released += report.released as u64;
+        for hash in &report.finished {
+            write_sidecars(&catalog, &cfg.libraries, hash);
+        }
+        last_work = Instant::now();
+    }
+    Ok(stats)
+}
+
+/// Writes (merges) the XMP sidecar of every present photo holding `hash`, in libraries with
+/// `sidecars = true`. A failure is logged with the file's name and the worker goes on.
+fn write_sidecars(catalog: &Catalog, libraries: &[Library], hash: &str) {
+    let paths = match catalog.present_paths_for_hash(hash) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%hash, "no sidecars written: {e}");
+            return;
+        }
+    };
+    for path in paths {
+        let Some(lib) = library_of(libraries, &path) else {
+            continue;
+        };
+        if !lib.sidecars {
+            continue;
+        }
+        let settings = SidecarSettings {
+            naming: lib.naming,
+            ..SidecarSettings::default()
+        };
+        match rewrite(catalog, &path, &settings) {
+            Ok(outcome) => {
+                if let WriteOutcome::Skipped(reason) = &outcome.sidecar {
+                    tracing::debug!(path = %path.display(), %reason, "no sidecar written");
+                }
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                "sidecar not written: {}",
+                super::error_chain(&e)
+            ),
+        }
+    }
+}
+
+fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> {
+    libraries
+        .iter()
+        .filter(|l| path.starts_with(&l.path))
+        .max_by_key(|l| l.path.components().count())
+}

@@ -1,0 +1,341 @@
+//! Atomic read-modify-write of one file, used for sidecars and for embedding into images.
+//!
+//! [`update_file`] reads the file (noting size, mtime and a blake3 of the bytes), asks the caller
+//! for the new bytes, writes them to a hidden temp file in the same folder (mode and, where
+//! permitted, owner copied from the original), fsyncs it, checks that the original did not change
+//! meanwhile (if it did, the caller's merge runs again on the new bytes), then renames the temp
+//! file over the original (a new file is linked in place so a file created meanwhile is never
+//! clobbered) and fsyncs the folder. Any failure removes the temp file; the original is then as it
+//! was. A read-only original (no write bit) is left alone.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use super::SidecarError;
+
+/// How often a merge is redone because another program changed the file meanwhile.
+const MAX_ATTEMPTS: usize = 5;
+
+/// What the caller wants done with the bytes it was shown.
+pub(crate) enum Change {
+    /// Leave the file as it is.
+    Keep,
+    /// Leave the file as it is (or absent) for this reason.
+    Skip(super::SkipReason),
+    /// Replace (or create) the file with these bytes.
+    Write(Vec<u8>),
+}
+
+/// What [`update_file`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Done {
+    Created,
+    Updated,
+    Unchanged,
+    Skipped(super::SkipReason),
+}
+
+struct Snapshot {
+    bytes: Vec<u8>,
+    len: u64,
+    mtime: Option<SystemTime>,
+    hash: blake3::Hash,
+    meta: fs::Metadata,
+}
+
+fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> SidecarError {
+    let path = path.to_path_buf();
+    move |source| SidecarError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+fn snapshot(path: &Path) -> Result<Option<Snapshot>, SidecarError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "open")(e)),
+    };
+    let meta = file.metadata().map_err(io_err(path, "stat"))?;
+    if meta.is_dir() {
+        return Err(io_err(path, "read")(io::Error::other("it is a folder")));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut file, &mut bytes).map_err(io_err(path, "read"))?;
+    Ok(Some(Snapshot {
+        len: bytes.len() as u64,
+        mtime: meta.modified().ok(),
+        hash: blake3::hash(&bytes),
+        bytes,
+        meta,
+    }))
+}
+
+/// Whether the file still is what `before` saw.
+fn unchanged_since(path: &Path, before: &Option<Snapshot>) -> Result<bool, SidecarError> {
+    let now = snapshot(path)?;
+    Ok(match (before, now) {
+        (None, None) => true,
+        (Some(b), Some(n)) => b.len == n.len && b.mtime == n.mtime && b.hash == n.hash,
+        _ => false,
+    })
+}
+
+/// A temp file that is removed unless it was put in place.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn temp_path(target: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.captiond-{}-{n}.tmp", std::process::id()))
+}
+
+#[cfg(unix)]
+fn is_read_only(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o222 == 0
+}
+
+#[cfg(not(unix))]
+fn is_read_only(meta: &fs::Metadata) -> bool {
+    meta.permissions().readonly()
+}
+
+/// Copies mode and (best effort) owner of the original onto the temp file.
+#[cfg(unix)]
+fn copy_owner_and_mode(file: &File, meta: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
+    file.set_permissions(fs::Permissions::from_mode(
+        meta.permissions().mode() & 0o7777,
+    ))
+}
+
+#[cfg(not(unix))]
+fn copy_owner_and_mode(file: &File, meta: &fs::Metadata) -> io::Result<()> {
+    file.set_permissions(meta.permissions())
+}
+
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Resolves a symlinked target so that the link stays and its target is replaced.
+fn real_target(path: &Path) -> PathBuf {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).unwrap_or(path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Atomically replaces `path` with what `change` makes of its current bytes (`None`: no file).
+pub(crate) fn update_file(
+    path: &Path,
+    mut change: impl FnMut(Option<&[u8]>) -> Result<Change, SidecarError>,
+) -> Result<Done, SidecarError> {
+    let target = real_target(path);
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let before = snapshot(&target)?;
+        if let Some(b) = &before {
+            if is_read_only(&b.meta) {
+                return Ok(Done::Skipped(super::SkipReason::ReadOnly));
+            }
+        }
+        let bytes = match change(before.as_ref().map(|s| s.bytes.as_slice()))? {
+            Change::Keep => return Ok(Done::Unchanged),
+            Change::Skip(reason) => return Ok(Done::Skipped(reason)),
+            Change::Write(bytes) => bytes,
+        };
+        if before.as_ref().is_some_and(|b| b.bytes == bytes) {
+            return Ok(Done::Unchanged);
+        }
+
+        let mut tmp = TempFile {
+            path: temp_path(&target),
+            armed: true,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp.path)
+            .map_err(io_err(&tmp.path, "create the temp file"))?;
+        if let Some(b) = &before {
+            copy_owner_and_mode(&file, &b.meta).map_err(io_err(&tmp.path, "set the mode of"))?;
+        }
+        file.write_all(&bytes).map_err(io_err(&tmp.path, "write"))?;
+        file.sync_all().map_err(io_err(&tmp.path, "fsync"))?;
+        drop(file);
+
+        if !unchanged_since(&target, &before)? {
+            continue;
+        }
+        match &before {
+            Some(_) => {
+                fs::rename(&tmp.path, &target).map_err(io_err(&target, "replace"))?;
+                tmp.armed = false;
+            }
+            None => match fs::hard_link(&tmp.path, &target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                // Filesystems without hard links (FAT, some network shares): rename instead.
+                Err(_) => {
+                    if target.exists() {
+                        continue;
+                    }
+                    fs::rename(&tmp.path, &target).map_err(io_err(&target, "create"))?;
+                    tmp.armed = false;
+                }
+            },
+        }
+        drop(tmp);
+        sync_dir(&dir);
+        return Ok(if before.is_some() {
+            Done::Updated
+        } else {
+            Done::Created
+        });
+    }
+    Err(SidecarError::Conflict { path: target })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    }
+
+    #[test]
+    fn creates_updates_and_keeps_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.xmp");
+        let done = update_file(&p, |old| {
+            assert!(old.is_none());
+            Ok(Change::Write(b"one".to_vec()))
+        })
+        .unwrap();
+        assert_eq!(done, Done::Created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        let done = update_file(&p, |old| {
+            assert_eq!(old, Some(&b"one"[..]));
+            Ok(Change::Write(b"two".to_vec()))
+        })
+        .unwrap();
+        assert_eq!(done, Done::Updated);
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o640
+            );
+        }
+        assert_eq!(
+            update_file(&p, |_| Ok(Change::Write(b"two".to_vec()))).unwrap(),
+            Done::Unchanged
+        );
+        assert!(leftovers(d.path()).is_empty());
+    }
+
+    #[test]
+    fn a_concurrent_change_makes_the_merge_run_again() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.xmp");
+        fs::write(&p, b"v1").unwrap();
+        let mut seen = Vec::new();
+        let done = update_file(&p, |old| {
+            let old = old.unwrap().to_vec();
+            if seen.is_empty() {
+                // Another program writes while we merge.
+                fs::write(&p, b"v2-longer").unwrap();
+            }
+            seen.push(old.clone());
+            let mut new = old;
+            new.extend_from_slice(b"+ours");
+            Ok(Change::Write(new))
+        })
+        .unwrap();
+        assert_eq!(done, Done::Updated);
+        assert_eq!(seen, vec![b"v1".to_vec(), b"v2-longer".to_vec()]);
+        assert_eq!(fs::read(&p).unwrap(), b"v2-longer+ours");
+        assert!(leftovers(d.path()).is_empty());
+    }
+
+    #[test]
+    fn errors_leave_no_temp_file_and_the_original_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.xmp");
+        fs::write(&p, b"orig").unwrap();
+        let err = update_file(&p, |_| {
+            Err(SidecarError::Conflict {
+                path: PathBuf::from("x"),
+            })
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"orig");
+        assert!(leftovers(d.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_only_files_are_skipped_and_symlinks_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ro.xmp");
+        fs::write(&p, b"orig").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+        let done = update_file(&p, |_| Ok(Change::Write(b"new".to_vec()))).unwrap();
+        assert_eq!(done, Done::Skipped(super::super::SkipReason::ReadOnly));
+        assert_eq!(fs::read(&p).unwrap(), b"orig");
+
+        let real = d.path().join("real.xmp");
+        fs::write(&real, b"a").unwrap();
+        let link = d.path().join("link.xmp");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        update_file(&link, |_| Ok(Change::Write(b"b".to_vec()))).unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"b");
+    }
+}
