@@ -357,7 +357,16 @@ impl Bart {
         }
         cache.offset += l;
         let last = xs.narrow(1, l - 1, 1)?.reshape((b, xs.dim(2)?))?;
-        let logits = matmul(&last, &self.shared.t()?)?;
+        let logits = if last.device().is_cpu() && last.dtype() == DType::F32 {
+            // The tied LM head is the largest matrix of a decode step: stream it once.
+            let op = super::cpu_linear::CpuLinear {
+                bias: None,
+                gelu: false,
+            };
+            last.contiguous()?.apply_op2_no_bwd(&self.shared, &op)?
+        } else {
+            matmul(&last, &self.shared.t()?)?
+        };
         match &self.final_logits_bias {
             Some(bias) => logits.broadcast_add(bias),
             None => Ok(logits),

@@ -33,6 +33,66 @@ pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// Up to this many input rows (a decoder step: one row per image and beam) the product is
+/// memory-bound: stream each weight row once and dot it with every input row. `gemm` would first
+/// pack (copy) the whole weight matrix, which doubles the traffic of every decode step.
+const SMALL_BATCH: usize = 16;
+
+/// Dot product with independent partial sums so the compiler vectorises it.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let chunks = a.len() / LANES * LANES;
+    for (ca, cb) in a[..chunks]
+        .chunks_exact(LANES)
+        .zip(b[..chunks].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in a[chunks..].iter().zip(&b[chunks..]) {
+        sum += x * y;
+    }
+    sum
+}
+
+impl CpuLinear {
+    /// `m` (small) input rows: out[i][j] = bias[j] + x_i · w_j, weight rows split across threads.
+    fn few_rows(&self, x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+        const COLS_PER_TASK: usize = 256;
+        // Column-major scratch so each task writes one contiguous block.
+        let mut by_col = vec![0f32; n * m];
+        by_col
+            .par_chunks_mut(COLS_PER_TASK * m)
+            .enumerate()
+            .for_each(|(task, block)| {
+                let j0 = task * COLS_PER_TASK;
+                for (dj, cell) in block.chunks_mut(m).enumerate() {
+                    let j = j0 + dj;
+                    let row = &w[j * k..(j + 1) * k];
+                    let bias = self.bias.as_ref().map_or(0.0, |b| b[j]);
+                    for (i, c) in cell.iter_mut().enumerate() {
+                        let v = bias + dot(&x[i * k..(i + 1) * k], row);
+                        *c = if self.gelu { gelu_erf(v) } else { v };
+                    }
+                }
+            });
+        if m == 1 {
+            return by_col;
+        }
+        let mut out = vec![0f32; m * n];
+        for j in 0..n {
+            for i in 0..m {
+                out[i * n + j] = by_col[j * m + i];
+            }
+        }
+        out
+    }
+}
+
 impl CustomOp2 for CpuLinear {
     fn name(&self) -> &'static str {
         "cpu-linear"
@@ -63,6 +123,12 @@ impl CustomOp2 for CpuLinear {
         let (ws0, ws1) = contiguous(wl, "weight")?;
         let x = &x[xs0..xs1];
         let w = &w[ws0..ws1];
+        if m <= SMALL_BATCH {
+            return Ok((
+                CpuStorage::F32(self.few_rows(x, w, m, n, k)),
+                Shape::from((m, n)),
+            ));
+        }
         let mut out = vec![0f32; m * n];
         if let Some(bias) = &self.bias {
             out.par_chunks_mut(n)
