@@ -104,14 +104,23 @@ def build(folder: Path) -> None:
     print(f"built {folder} ({n / 1e6:.1f} M parameters, vocab {vocab}) in {time.perf_counter() - t0:.1f} s")
 
 
-def median_time(fn, runs: int) -> float:
+def median_time(fn, runs: int) -> tuple[float, float]:
+    """(median wall seconds, median process CPU seconds) after one warm-up call."""
     fn()  # warm-up
-    ts = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return None
 
 
 def main() -> None:
@@ -137,10 +146,11 @@ def main() -> None:
           f"attn {model.config._attn_implementation}")
 
     images = [mf._scene(1024, 768, 100 + i) for i in range(4)]
+    load_start = loadavg()
     results = {}
     for bs in [int(b) for b in args.batches.split(",")]:
         ims = images[:bs]
-        pre_s = median_time(lambda: proc(text=["<CAPTION>"] * bs, images=ims, return_tensors="pt"), args.runs)
+        pre_s, _ = median_time(lambda: proc(text=["<CAPTION>"] * bs, images=ims, return_tensors="pt"), args.runs)
         inputs = proc(text=["<CAPTION>"] * bs, images=ims, return_tensors="pt")
         gen_kw = dict(num_beams=1, do_sample=False, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
 
@@ -171,10 +181,10 @@ def main() -> None:
             ref = decode()
             assert torch.equal(ref, out), "decode-only path disagrees with the full generate"
 
-            total_s = median_time(lambda: model.generate(**inputs, **gen_kw), args.runs)
-            vision_s = median_time(vision, args.runs)
-            encoder_s = median_time(text_encoder, args.runs)
-            decode_s = median_time(decode, args.runs)
+            total_s, total_cpu = median_time(lambda: model.generate(**inputs, **gen_kw), args.runs)
+            vision_s, vision_cpu = median_time(vision, args.runs)
+            encoder_s, encoder_cpu = median_time(text_encoder, args.runs)
+            decode_s, decode_cpu = median_time(decode, args.runs)
 
         r = {
             "batch": bs,
@@ -185,11 +195,13 @@ def main() -> None:
             "decode_s": decode_s,
             "decode_ms_per_token": 1000 * decode_s / NEW_TOKENS,
             "preprocess_s": pre_s,
+            "cpu_s": {"total": total_cpu, "vision": vision_cpu, "text_encoder": encoder_cpu, "decode": decode_cpu},
         }
         results[f"b{bs}"] = r
         print(f"batch {bs}: {r['images_per_s']:.3f} images/s; generate {total_s:.3f} s = vision {vision_s:.3f} s"
               f" + text encoder {encoder_s:.3f} s + decode {decode_s:.3f} s ({r['decode_ms_per_token']:.1f} ms/token);"
-              f" preprocess {pre_s:.3f} s (not included)")
+              f" preprocess {pre_s:.3f} s (not included); CPU s: total {total_cpu:.2f}, vision {vision_cpu:.2f},"
+              f" text encoder {encoder_cpu:.2f}, decode {decode_cpu:.2f}")
 
     summary = {
         "bench": "florence2-base-random",
@@ -204,6 +216,7 @@ def main() -> None:
         "new_tokens": NEW_TOKENS,
         "image_size": [1024, 768],
         "runs": args.runs,
+        "loadavg_1min": [load_start, loadavg()],
         "results": results,
     }
     print(json.dumps(summary))

@@ -12,6 +12,7 @@
 //! a corrupt or foreign file is an error that names it, and the file is left untouched.
 
 pub mod queue;
+pub mod report;
 pub mod schema;
 pub mod search;
 pub mod store;

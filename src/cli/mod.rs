@@ -9,8 +9,16 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod caption;
+pub mod completions;
+pub mod doctor;
+pub mod export;
 pub mod reprocess;
+pub mod rescan;
+pub mod retry;
 pub mod run;
+pub mod search;
+pub mod service;
+pub mod status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +49,29 @@ pub enum Command {
     Run(run::RunArgs),
     /// Queue photos again after the model, revision or tasks changed in the config.
     Reprocess(reprocess::ReprocessArgs),
+    /// Search captions, labels, text and paths; `--json`: one object per line.
+    Search(search::SearchArgs),
+    /// Libraries, queue, throughput, model and whether a daemon is running.
+    Status(status::StatusArgs),
+    /// Queue every failed photo again.
+    Retry(retry::RetryArgs),
+    /// Ask the running daemon to rescan PATH (or every library).
+    Rescan(rescan::RescanArgs),
+    /// Write every photo's captions, labels and boxes as Parquet, JSON Lines or CSV.
+    Export(export::ExportArgs),
+    /// Search and export speed on a synthetic catalog (BENCHMARKS.md).
+    #[command(name = "bench-search", hide = true)]
+    BenchSearch(search::bench::BenchSearchArgs),
+    /// Check the setup (libraries, inotify limit, model, GPU, catalog, disk) and say how to fix
+    /// each problem; exit 1 if any check fails.
+    Doctor(doctor::DoctorArgs),
+    /// Install, remove or inspect captiond as a background service (a systemd user unit on
+    /// Linux, a launchd agent on macOS; --system: a system-wide unit).
+    Service(service::ServiceArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), e.g. `captiond man > ~/.local/share/man/man1/captiond.1`.
+    Man(completions::ManArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -71,6 +102,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(cli.config.as_deref(), args),
         Command::Run(args) => run::run(cli.config.as_deref(), args),
         Command::Reprocess(args) => reprocess::run(cli.config.as_deref(), args),
+        Command::Search(args) => search::run(cli.config.as_deref(), args),
+        Command::Status(args) => status::run(cli.config.as_deref(), args),
+        Command::Retry(args) => retry::run(cli.config.as_deref(), args),
+        Command::Rescan(args) => rescan::run(cli.config.as_deref(), args),
+        Command::Export(args) => export::run(cli.config.as_deref(), args),
+        Command::BenchSearch(args) => search::bench::run(args),
+        Command::Doctor(args) => doctor::run(cli.config.as_deref(), args),
+        Command::Service(args) => service::run(cli.config.as_deref(), args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`Discovery::handle_change`]: one `Changed`/`Removed`/`Renamed` event. A removed or renamed
 //!   folder applies to every photo under it; a rename keeps the photo's row and results.
 //! - [`Discovery::process_due`]: files that have settled are read and queued.
+//! - [`Discovery::rescan_request`]: a `captiond rescan [PATH]` taken from the catalog: the
+//!   reconcile above for every library, or for one folder or file.
 //!
 //! Writes are batched: files are read and hashed (in parallel) outside any transaction, then each
 //! chunk is recorded and queued in one short transaction, so the worker is never kept waiting long.
@@ -37,8 +39,14 @@ use crate::library::{
 };
 use crate::media::exif::read_exif;
 
-/// Files read and hashed before one write transaction records them.
+/// Most files recorded in one write transaction. Each commit costs a few ms (WAL checkpoints), so
+/// big transactions are what makes the initial catalog fast (~2× over 512-file ones).
 const CHUNK: usize = 4096;
+/// ... but files read for longer than this are recorded at once, so large files (RAW) reach the
+/// queue promptly.
+const MAX_GATHER: Duration = Duration::from_millis(500);
+/// Files read and hashed in parallel at a time.
+const READ_AT_ONCE: usize = 256;
 /// Paths per `touch_photos` / `mark_gone` transaction.
 const BULK: usize = 20_000;
 
@@ -277,6 +285,53 @@ impl Discovery {
         idx: usize,
         priority: Priority,
     ) -> Result<ReconcileStats, CatalogError> {
+        self.reconcile_scope(idx, None, priority)
+    }
+
+    /// `captiond rescan [PATH]` (taken from the catalog's `rescan_requests`): every library, or the
+    /// folder or file `path` inside one. Returns how many jobs were queued.
+    pub fn rescan_request(&mut self, path: Option<&Path>) -> Result<usize, CatalogError> {
+        let mut queued = 0;
+        match path {
+            None => {
+                tracing::info!("rescan of every library requested");
+                for idx in 0..self.libraries.len() {
+                    queued += self.reconcile(idx, Priority::New)?.queued;
+                }
+            }
+            Some(p) => match self.library_of(p) {
+                Some(idx) => {
+                    tracing::info!(path = %p.display(), "rescan requested");
+                    queued += self.reconcile_scope(idx, Some(p), Priority::New)?.queued;
+                }
+                None => tracing::warn!(
+                    path = %p.display(),
+                    "rescan requested for a path outside every configured library; ignored"
+                ),
+            },
+        }
+        Ok(queued)
+    }
+
+    /// Takes the waiting `captiond rescan` requests from the catalog: `None` asks for every
+    /// library, a path for one folder or file.
+    pub fn take_rescan_requests(&self) -> Result<Vec<Option<PathBuf>>, CatalogError> {
+        Ok(self
+            .catalog
+            .take_rescan_requests()?
+            .into_iter()
+            .map(|r| r.path)
+            .collect())
+    }
+
+    /// [`reconcile`](Self::reconcile) limited to `scope` (a folder or file under the root; `None`:
+    /// the whole library).
+    fn reconcile_scope(
+        &mut self,
+        idx: usize,
+        scope: Option<&Path>,
+        priority: Priority,
+    ) -> Result<ReconcileStats, CatalogError> {
         let started = Instant::now();
         let mut stats = ReconcileStats::default();
         if !self.check_root(idx)? {
@@ -286,15 +341,23 @@ impl Discovery {
             let l = &self.libraries[idx];
             (l.root().to_path_buf(), l.id)
         };
-        let _span = tracing::info_span!("reconcile", library = %root.display()).entered();
+        let scope = scope.unwrap_or(&root).to_path_buf();
+        let whole = scope == root;
+        let _span = tracing::info_span!("reconcile", path = %scope.display()).entered();
         let mut known = self.catalog.photo_stats_under(lib_id)?;
+        if !whole {
+            known.retain(|p, _| p.starts_with(&scope));
+        }
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
         let mut touch: Vec<PathBuf> = Vec::new();
         let mut fresh: Vec<FileFacts> = Vec::new();
         let now_sys = SystemTime::now();
         let now = Instant::now();
         let filter = self.libraries[idx].filter.clone();
-        for item in walk(&root, &filter) {
+        // A scope that no longer exists has nothing to walk: what the catalog has there is gone
+        // (each checked below).
+        let exists = whole || fs::symlink_metadata(&scope).is_ok();
+        for item in walk(&scope, &filter).take_while(|_| exists) {
             if self.stopped() {
                 return Ok(stats);
             }
@@ -347,8 +410,9 @@ impl Discovery {
         if self.stopped() {
             return Ok(stats);
         }
-        // Whatever the walk did not see is gone, except under folders it could not read, and
-        // only while the root is still there (a share unmounted mid-walk looks empty).
+        // Whatever the walk did not see is gone (deleted, or now excluded), except under folders
+        // it could not read, and only while the root is still there (a share unmounted mid-walk
+        // looks empty). A file that exists and is still wanted (moved in mid-walk) is kept.
         if !is_dir(&root) {
             self.check_root(idx)?;
             return Ok(stats);
@@ -358,14 +422,19 @@ impl Discovery {
             .filter(|(p, (_, _, state))| {
                 *state == PhotoState::Present
                     && !unreadable_dirs.iter().any(|d| p.starts_with(d))
-                    && fs::symlink_metadata(p).is_err()
+                    && match fs::symlink_metadata(p) {
+                        Ok(_) => filter.classify(p) == FileClass::Ignored,
+                        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                    }
             })
             .map(|(p, _)| p)
             .collect();
         for chunk in gone.chunks(BULK) {
             stats.gone += self.catalog.mark_gone(chunk)?;
         }
-        self.catalog.mark_library_scanned(lib_id)?;
+        if whole {
+            self.catalog.mark_library_scanned(lib_id)?;
+        }
         stats.elapsed = started.elapsed();
         tracing::info!(
             files = stats.files,
@@ -391,43 +460,62 @@ impl Discovery {
         stats: &mut ReconcileStats,
     ) -> Result<(), CatalogError> {
         let lib_id = self.libraries[idx].id;
-        for chunk in files.chunks(CHUNK) {
+        let mut gathered: Vec<Examined> = Vec::new();
+        let mut since = Instant::now();
+        for part in files.chunks(READ_AT_ONCE) {
             if self.stopped() {
                 break;
             }
-            let examined: Vec<Examined> = chunk.par_iter().map(examine).collect();
-            let now = Instant::now();
-            let mut batch = self.catalog.batch()?;
-            for item in examined {
-                match item {
-                    Examined::Photo(p) => {
-                        let outcome = batch
-                            .record_photo(lib_id, &p.path, p.size, p.mtime_ns, &p.hash, &p.media)?;
-                        stats.recorded += 1;
-                        let queued =
-                            outcome.changed && batch.enqueue(&p.hash, &self.profile, priority)?;
-                        if queued {
-                            stats.queued += 1;
-                            self.totals.queued += 1;
-                            tracing::debug!(path = %p.path.display(), hash = %p.hash, "queued");
-                        } else {
-                            self.totals.skipped += 1;
-                        }
-                    }
-                    Examined::Changing(f) => {
-                        self.tracker.observe_facts(&f, now);
-                        stats.settling += 1;
-                    }
-                    Examined::Unreadable => {
-                        stats.unreadable += 1;
-                        self.totals.unreadable += 1;
-                    }
-                    Examined::Vanished | Examined::NotImage => {}
-                }
+            gathered.extend(part.par_iter().map(examine).collect::<Vec<_>>());
+            if gathered.len() >= CHUNK || since.elapsed() >= MAX_GATHER {
+                self.record(lib_id, std::mem::take(&mut gathered), priority, stats)?;
+                since = Instant::now();
             }
-            batch.commit()?;
+        }
+        if !gathered.is_empty() {
+            self.record(lib_id, gathered, priority, stats)?;
         }
         Ok(())
+    }
+
+    /// Records examined files in one transaction (no file is read while it is open).
+    fn record(
+        &mut self,
+        lib_id: i64,
+        examined: Vec<Examined>,
+        priority: Priority,
+        stats: &mut ReconcileStats,
+    ) -> Result<(), CatalogError> {
+        let now = Instant::now();
+        let mut batch = self.catalog.batch()?;
+        for item in examined {
+            match item {
+                Examined::Photo(p) => {
+                    let outcome = batch
+                        .record_photo(lib_id, &p.path, p.size, p.mtime_ns, &p.hash, &p.media)?;
+                    stats.recorded += 1;
+                    let queued =
+                        outcome.changed && batch.enqueue(&p.hash, &self.profile, priority)?;
+                    if queued {
+                        stats.queued += 1;
+                        self.totals.queued += 1;
+                        tracing::debug!(path = %p.path.display(), hash = %p.hash, "queued");
+                    } else {
+                        self.totals.skipped += 1;
+                    }
+                }
+                Examined::Changing(f) => {
+                    self.tracker.observe_facts(&f, now);
+                    stats.settling += 1;
+                }
+                Examined::Unreadable => {
+                    stats.unreadable += 1;
+                    self.totals.unreadable += 1;
+                }
+                Examined::Vanished | Examined::NotImage => {}
+            }
+        }
+        batch.commit()
     }
 
     /// Reads and queues the files that have settled. Returns how many jobs were queued.

@@ -43,7 +43,19 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(io_err)?;
-        if let Err(e) = try_lock(&file) {
+        // `captiond status` probes the lock with a brief shared lock: retry a moment before
+        // concluding that another run holds it.
+        let mut attempt = try_lock(&file);
+        for _ in 0..3 {
+            match &attempt {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    attempt = try_lock(&file);
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = attempt {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);

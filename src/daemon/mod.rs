@@ -10,7 +10,7 @@
 //!
 //! Daemon loop (`tokio`, one thread for signals and event forwarding; the loop itself does blocking
 //! discovery work): watch events → [`Discovery`], settled files → queued (priority new), a periodic
-//! reconcile every `rescan_interval`, SIGTERM/SIGINT → stop watchers, let the worker finish or hand
+//! reconcile every `rescan_interval`, `captiond rescan` requests taken from the catalog every 2 s, SIGTERM/SIGINT → stop watchers, let the worker finish or hand
 //! back its batch, exit 0. A second signal exits at once (running jobs are resumed next start).
 //! Fatal: catalog errors and a model that cannot be loaded; a photo that fails is only a failed job.
 
@@ -38,6 +38,8 @@ pub use worker::{Shared, WorkerConfig, WorkerStats};
 
 /// How often a network (or `poll = true`) library is stat-walked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the daemon looks for `captiond rescan` requests in the catalog.
+const REQUEST_POLL: Duration = Duration::from_secs(2);
 
 /// Why a run stopped (each names what it is about).
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +231,8 @@ async fn run_loop(
         let every = settings.daemon.rescan_interval.max(Duration::from_secs(1));
         let mut rescan = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests = tokio::time::interval(REQUEST_POLL);
+        requests.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shared.stop.load(Ordering::SeqCst) {
                 return Ok(None);
@@ -267,6 +271,15 @@ async fn run_loop(
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     if discovery.process_due()? > 0 {
+                        wake();
+                    }
+                }
+                _ = requests.tick(), if !options.once => {
+                    let mut queued = 0;
+                    for path in discovery.take_rescan_requests()? {
+                        queued += discovery.rescan_request(path.as_deref())?;
+                    }
+                    if queued > 0 {
                         wake();
                     }
                 }

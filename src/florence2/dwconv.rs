@@ -99,39 +99,108 @@ impl CustomOp1 for CpuDwConv {
         }
         let mut out = vec![0f32; b * h * w * c];
         let row = w * c;
+        let conv_row = row_kernel();
+        let (taps, bias) = (&self.taps[..], &self.bias[..]);
         out.par_chunks_mut(row)
             .enumerate()
             .for_each(|(by, out_row)| {
                 let (bi, y) = (by / h, by % h);
                 let image = &input[bi * h * row..(bi + 1) * h * row];
-                for x in 0..w {
-                    let acc = &mut out_row[x * c..(x + 1) * c];
-                    let centre = &image[y * row + x * c..y * row + (x + 1) * c];
-                    for ((a, &bias), &v) in acc.iter_mut().zip(self.bias.iter()).zip(centre) {
-                        *a = bias + v;
-                    }
-                    for dy in 0..3 {
-                        let yy = y as isize + dy as isize - 1;
-                        if yy < 0 || yy >= h as isize {
-                            continue;
-                        }
-                        for dx in 0..3 {
-                            let xx = x as isize + dx as isize - 1;
-                            if xx < 0 || xx >= w as isize {
-                                continue;
-                            }
-                            let tap = &self.taps[(dy * 3 + dx) * c..(dy * 3 + dx + 1) * c];
-                            let at = yy as usize * row + xx as usize * c;
-                            let src = &image[at..at + c];
-                            for ((a, &k), &v) in acc.iter_mut().zip(tap).zip(src) {
-                                *a += k * v;
-                            }
-                        }
-                    }
-                }
+                conv_row(RowArgs {
+                    image,
+                    out_row,
+                    taps,
+                    bias,
+                    y,
+                    h,
+                    w,
+                    c,
+                });
             });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+}
+
+/// One output row of the residual depthwise conv.
+struct RowArgs<'a> {
+    image: &'a [f32],
+    out_row: &'a mut [f32],
+    taps: &'a [f32],
+    bias: &'a [f32],
+    y: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+}
+
+#[inline(always)]
+fn conv_row_portable(args: RowArgs) {
+    let RowArgs {
+        image,
+        out_row,
+        taps,
+        bias,
+        y,
+        h,
+        w,
+        c,
+    } = args;
+    let row = w * c;
+    for x in 0..w {
+        let acc = &mut out_row[x * c..(x + 1) * c];
+        let centre = &image[y * row + x * c..y * row + (x + 1) * c];
+        for ((a, &b), &v) in acc.iter_mut().zip(bias).zip(centre) {
+            *a = b + v;
+        }
+        for dy in 0..3 {
+            let yy = y as isize + dy as isize - 1;
+            if yy < 0 || yy >= h as isize {
+                continue;
+            }
+            for dx in 0..3 {
+                let xx = x as isize + dx as isize - 1;
+                if xx < 0 || xx >= w as isize {
+                    continue;
+                }
+                let tap = &taps[(dy * 3 + dx) * c..(dy * 3 + dx + 1) * c];
+                let at = yy as usize * row + xx as usize * c;
+                let src = &image[at..at + c];
+                for ((a, &k), &v) in acc.iter_mut().zip(tap).zip(src) {
+                    *a += k * v;
+                }
+            }
+        }
+    }
+}
+
+/// The same loop compiled for AVX-512 (the default x86-64 target only has SSE2).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn conv_row_avx512(args: RowArgs) {
+    conv_row_portable(args)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn conv_row_avx2(args: RowArgs) {
+    conv_row_portable(args)
+}
+
+fn row_kernel() -> fn(RowArgs) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the features it was compiled for were just detected.
+            return |args| unsafe { conv_row_avx512(args) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return |args| unsafe { conv_row_avx2(args) };
+        }
+    }
+    conv_row_portable
 }
 
 /// Checks the CPU loop against candle's grouped conv2d (the generic path).

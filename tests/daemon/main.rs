@@ -408,6 +408,26 @@ fn run_once_twice_captions_nothing_the_second_time() {
 }
 
 #[test]
+fn sidecars_are_written_next_to_photos_when_enabled() {
+    let env = Env::new();
+    env.write_config_with(&["<CAPTION>", "<OD>"], &tiny_model(), "sidecars = true");
+    let a = env.put("sc/a.png", &png(760));
+    let b = env.put("sc/b/b.png", &png(761));
+    let run = env.run(&["run", "--once"]);
+    run.expect_code(0);
+    run.check(run.summary() == (2, 0, 0), "2 captioned");
+    for photo in [a, b] {
+        let xmp = photo.with_file_name(format!(
+            "{}.xmp",
+            photo.file_name().unwrap().to_string_lossy()
+        ));
+        let text = fs::read_to_string(&xmp)
+            .unwrap_or_else(|e| panic!("no sidecar {}: {e}\n{run}", xmp.display()));
+        assert!(text.contains("x:xmpmeta"), "{text}");
+    }
+}
+
+#[test]
 fn reprocess_queues_again_after_the_task_list_changes() {
     let env = Env::new();
     env.write_config(&["<CAPTION>"], &tiny_model());
@@ -427,6 +447,31 @@ fn reprocess_queues_again_after_the_task_list_changes() {
         env.count("SELECT count(*) FROM results WHERE task = '<OD>'"),
         2
     );
+}
+
+#[test]
+fn captiond_rescan_reaches_the_running_daemon() {
+    let env = Env::new();
+    // Polled every 30 s: a new file stays unseen for the length of this test...
+    env.write_config_with(&["<CAPTION>"], &tiny_model(), "poll = true");
+    env.put("q/first.png", &png(750));
+    let mut daemon = env.spawn();
+    daemon.wait_for("the first photo", WAIT, || (env.done() == 1).then_some(()));
+    let second = env.put("q/sub/second.png", &png(751));
+    fs::remove_file(env.lib().join("q/first.png")).unwrap();
+    // ... unless a rescan is asked for.
+    let rescan = env.run(&["rescan", env.lib().join("q").to_str().unwrap()]);
+    rescan.expect_code(0);
+    daemon.wait_for("the rescan's photo", WAIT, || {
+        (env.done() == 2).then_some(())
+    });
+    daemon.wait_for("the deleted photo gone", WAIT, || {
+        (env.state_of(&env.lib().join("q/first.png")).as_deref() == Some("gone")).then_some(())
+    });
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0));
+    assert_eq!(env.state_of(&second).as_deref(), Some("present"));
+    assert_eq!(captioned_lines(&log).len(), 2, "{}", strip_ansi(&log));
 }
 
 #[test]

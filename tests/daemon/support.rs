@@ -182,13 +182,24 @@ impl Env {
 
     /// Writes the config: this env's library and catalog, the given tasks and model folder.
     pub fn write_config(&self, tasks: &[&str], model: &Path) {
+        self.write_config_with(tasks, model, "");
+    }
+
+    /// [`write_config`](Self::write_config) with extra `[[library]]` keys (`sidecars` defaults to
+    /// false unless given here).
+    pub fn write_config_with(&self, tasks: &[&str], model: &Path, library_keys: &str) {
+        let library_keys = if library_keys.contains("sidecars") {
+            library_keys.to_string()
+        } else {
+            format!("sidecars = false\n{library_keys}")
+        };
         let tasks: Vec<String> = tasks.iter().map(|t| format!("{t:?}")).collect();
         let text = format!(
             r#"database = {db:?}
 
 [[library]]
 path = {lib:?}
-sidecars = false
+{library_keys}
 
 [model]
 dir = {model:?}

@@ -1,0 +1,687 @@
+//! `captiond search QUERY`: full-text search of the catalog (opened read-only, so it works while
+//! the daemon writes). Ranking, stemming and the query language are the catalog's
+//! ([`crate::catalog::search`]): words must all match ("dogs" finds "dog"), `"exact phrase"`,
+//! `prefix*`, `a OR b`, `-word` to exclude (after `--`, e.g. `captiond search -- car -red`).
+//!
+//! Output: with `--json`, one object per line with `path`, `caption`, `labels`, `score` (higher
+//! is better), best first (the CLI contract). Otherwise, on a terminal (or with `--color
+//! always`), each hit is its path on one line and the best-matching snippet of its caption
+//! indented below, matches in bold red (`NO_COLOR` respected); when stdout is not a terminal, one
+//! line per hit: `PATH<TAB>SNIPPET`, with no highlighting and no escape codes (so `cut -f1` gives
+//! the paths). No match is not an error: exit 0, nothing on stdout, a short note on stderr.
+//!
+//! Also the hidden `captiond bench-search` (see [`bench`]): fills a catalog with synthetic
+//! captions through the catalog's bulk API and reports search latency and export time.
+
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::catalog::{Hit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
+use crate::config::Settings;
+
+use super::status::open_catalog;
+
+/// When to colour the human output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When stdout is a terminal and `NO_COLOR` is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for; several words are one query and must all match (stemmed: "dogs" finds
+    /// "dog"). Also "exact phrase", prefix*, `a OR b`, and -word to exclude (put `--` before a
+    /// query that starts with -). May be left out when a filter is given: then the filtered
+    /// photos are listed, newest taken first.
+    #[arg(
+        value_name = "QUERY",
+        required_unless_present_any = ["after", "before", "label", "under", "camera"]
+    )]
+    pub query: Vec<String>,
+
+    /// One JSON object per hit per line: `path`, `caption`, `labels`, `score`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Most hits to show; 0 shows all.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+
+    /// Only photos taken on or after DATE (EXIF date): YYYY, YYYY-MM, YYYY-MM-DD or
+    /// YYYY-MM-DDTHH:MM:SS.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub after: Option<String>,
+
+    /// Only photos taken before DATE (same forms; `--after 2023 --before 2024` is all of 2023).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub before: Option<String>,
+
+    /// Only photos with this keyword (an object label; "Dogs" finds "dog").
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+
+    /// Only photos inside this folder (relative to the current directory, or absolute).
+    #[arg(long, value_name = "DIR")]
+    pub under: Option<PathBuf>,
+
+    /// Only photos whose camera make or model contains TEXT (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub camera: Option<String>,
+
+    /// Highlight matches with colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+/// One `--json` line (contract: path, caption, labels, score).
+#[derive(Debug, Serialize)]
+pub struct SearchRow<'a> {
+    pub path: Cow<'a, str>,
+    pub caption: &'a str,
+    pub labels: &'a [String],
+    pub score: f64,
+}
+
+/// Checks a `--after`/`--before` value: `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, `YYYY-MM-DD HH`,
+/// `…:MM` or `…:SS`, `T` or a space between date and time.
+fn parse_date(value: &str) -> Result<String, String> {
+    const TEMPLATE: &[u8] = b"0000-00-00T00:00:00";
+    let s = value.trim().replacen(' ', "T", 1);
+    let ok = [4, 7, 10, 13, 16, 19].contains(&s.len())
+        && s.bytes().zip(TEMPLATE).all(|(c, t)| match t {
+            b'0' => c.is_ascii_digit(),
+            _ => c == *t,
+        });
+    if ok {
+        Ok(s)
+    } else {
+        Err("expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS".to_owned())
+    }
+}
+
+/// `path` made absolute against the current directory, `.` and `..` resolved by name (no
+/// symlinks followed: the catalog stores paths as the library walk found them).
+pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// A snippet on one line: newlines (between tasks' captions) and runs of spaces become one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Replaces the catalog's highlight markers by ANSI bold red, or drops them.
+fn highlight(snippet: &str, colour: bool) -> String {
+    let mut out = String::with_capacity(snippet.len() + 16);
+    for c in snippet.chars() {
+        match c {
+            HIGHLIGHT_START if colour => out.push_str("\x1b[1;31m"),
+            HIGHLIGHT_END if colour => out.push_str("\x1b[0m"),
+            HIGHLIGHT_START | HIGHLIGHT_END => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn print_hits(hits: &[Hit], args: &SearchArgs) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let colour = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for hit in hits {
+        if args.json {
+            let row = SearchRow {
+                path: hit.path.to_string_lossy(),
+                caption: &hit.caption,
+                labels: &hit.labels,
+                score: hit.score,
+            };
+            serde_json::to_writer(&mut out, &row)?;
+            writeln!(out)?;
+            continue;
+        }
+        let snippet = highlight(&one_line(&hit.snippet), colour);
+        let path = hit.path.display();
+        match (tty || args.color == ColorChoice::Always, colour) {
+            (true, true) => writeln!(out, "\x1b[35m{path}\x1b[0m\n    {snippet}")?,
+            (true, false) => writeln!(out, "{path}\n    {snippet}")?,
+            (false, _) => writeln!(out, "{path}\t{snippet}")?,
+        }
+    }
+    out.flush()
+}
+
+pub fn run(config: Option<&Path>, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let catalog = open_catalog(&settings.database, true)?;
+    let under = match &args.under {
+        Some(dir) => Some(absolute(dir)?),
+        None => None,
+    };
+    let query = SearchQuery {
+        text: args.query.join(" "),
+        limit: args.limit,
+        after: args.after.clone(),
+        before: args.before.clone(),
+        label: args.label.clone(),
+        under,
+        camera: args.camera.clone(),
+    };
+    let hits = catalog.search(&query)?;
+    if hits.is_empty() {
+        let what = if query.text.trim().is_empty() {
+            "no photos match these filters".to_owned()
+        } else {
+            format!("no photos match {:?}", query.text)
+        };
+        let counts = catalog.queue_counts(None)?;
+        let hint = if counts.done == 0 {
+            " (nothing has been captioned yet: is `captiond run` running?)"
+        } else {
+            ""
+        };
+        eprintln!("captiond: {what}{hint}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_hits(&hits, &args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub mod bench {
+    //! `captiond bench-search` (hidden): the search and export speed figures of BENCHMARKS.md.
+    //! Fills a catalog with synthetic ~40-word captions (records, jobs, results and keywords
+    //! through the catalog API, as the daemon writes them), then times two-word queries with
+    //! `--limit 20` in-process (p50/p99) and a Parquet export of every row.
+
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use clap::Args;
+
+    use crate::catalog::{
+        Catalog, MediaFacts, NewPhoto, Priority, Region, SearchQuery, TaskResult,
+    };
+
+    #[derive(Debug, Args)]
+    pub struct BenchSearchArgs {
+        /// Catalog to fill (created if missing; photos already in it count towards --photos).
+        #[arg(long, value_name = "FILE")]
+        pub db: PathBuf,
+
+        /// Photos in the catalog.
+        #[arg(long, default_value_t = 1_000_000)]
+        pub photos: usize,
+
+        /// Timed queries (after 20 warm-up queries).
+        #[arg(long, default_value_t = 500)]
+        pub queries: usize,
+
+        /// Where the timed Parquet export goes. Default: FILE.parquet beside the catalog.
+        #[arg(long, value_name = "FILE")]
+        pub export_out: Option<PathBuf>,
+
+        /// Skip the export timing.
+        #[arg(long)]
+        pub no_export: bool,
+    }
+
+    const PROFILE: &str = "bench/florence-2@synthetic|<MORE_DETAILED_CAPTION>,<OD>";
+
+    /// splitmix64: a tiny deterministic generator (reproducible corpora without a dependency).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        /// Index into a list of `n`, skewed towards the front (word frequencies are Zipf-like):
+        /// P(index < k) = sqrt(k / n), so the first of 125 nouns is 9% of the picks.
+        fn skewed(&mut self, n: usize) -> usize {
+            let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+            ((u * u) * n as f64) as usize % n
+        }
+
+        fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+            words[self.skewed(words.len())]
+        }
+    }
+
+    const NOUNS: &[&str] = &[
+        "dog",
+        "person",
+        "man",
+        "woman",
+        "car",
+        "tree",
+        "building",
+        "child",
+        "cat",
+        "table",
+        "chair",
+        "window",
+        "street",
+        "sky",
+        "water",
+        "boat",
+        "bicycle",
+        "bird",
+        "horse",
+        "flower",
+        "house",
+        "road",
+        "mountain",
+        "beach",
+        "field",
+        "bench",
+        "sign",
+        "wall",
+        "door",
+        "lamp",
+        "plate",
+        "cup",
+        "bottle",
+        "book",
+        "phone",
+        "laptop",
+        "bag",
+        "umbrella",
+        "hat",
+        "shirt",
+        "jacket",
+        "dress",
+        "fence",
+        "bridge",
+        "river",
+        "lake",
+        "forest",
+        "cloud",
+        "sun",
+        "snow",
+        "grass",
+        "rock",
+        "sand",
+        "wave",
+        "ocean",
+        "city",
+        "train",
+        "bus",
+        "truck",
+        "motorcycle",
+        "airplane",
+        "kite",
+        "ball",
+        "frisbee",
+        "skateboard",
+        "surfboard",
+        "pizza",
+        "cake",
+        "sandwich",
+        "banana",
+        "apple",
+        "orange",
+        "bowl",
+        "sofa",
+        "bed",
+        "television",
+        "clock",
+        "vase",
+        "teddy",
+        "toy",
+        "painting",
+        "mirror",
+        "shelf",
+        "kitchen",
+        "garden",
+        "park",
+        "market",
+        "church",
+        "castle",
+        "tower",
+        "lighthouse",
+        "harbor",
+        "pier",
+        "path",
+        "stairs",
+        "balcony",
+        "roof",
+        "cow",
+        "sheep",
+        "duck",
+        "swan",
+        "deer",
+        "fox",
+        "squirrel",
+        "rabbit",
+        "elephant",
+        "giraffe",
+        "zebra",
+        "candle",
+        "guitar",
+        "piano",
+        "camera",
+        "statue",
+        "fountain",
+        "tent",
+        "fire",
+        "cliff",
+        "valley",
+        "waterfall",
+        "desert",
+        "island",
+        "sunset",
+    ];
+    const ADJECTIVES: &[&str] = &[
+        "white", "black", "red", "blue", "green", "brown", "yellow", "small", "large", "old",
+        "young", "wooden", "tall", "grey", "dark", "bright", "sunny", "cloudy", "snowy", "wet",
+        "empty", "busy", "crowded", "quiet", "colorful", "orange", "pink", "purple", "golden",
+        "silver", "stone", "glass", "metal", "narrow", "wide", "long", "round", "square",
+        "striped", "sandy", "rocky", "green", "calm", "stormy", "modern", "ancient", "little",
+    ];
+    const VERBS: &[&str] = &[
+        "standing", "sitting", "walking", "running", "lying", "holding", "looking", "playing",
+        "riding", "parked", "flying", "swimming", "eating", "smiling", "sleeping", "leaning",
+        "hanging", "floating", "waiting", "reading",
+    ];
+    const PLACES: &[&str] = &[
+        "in front of",
+        "next to",
+        "on top of",
+        "behind",
+        "near",
+        "beside",
+        "under",
+        "across",
+        "along",
+        "inside",
+    ];
+
+    /// ~40 words shaped like a Florence-2 detailed caption.
+    fn caption(rng: &mut Rng) -> (String, Vec<String>) {
+        let mut labels = Vec::new();
+        let mut noun = |rng: &mut Rng| {
+            let n = rng.pick(NOUNS);
+            if !labels.iter().any(|l| l == n) {
+                labels.push(n.to_owned());
+            }
+            n
+        };
+        let mut s = String::with_capacity(300);
+        let (a1, n1, v1, p1, a2, n2) = (
+            rng.pick(ADJECTIVES),
+            noun(rng),
+            rng.pick(VERBS),
+            rng.pick(PLACES),
+            rng.pick(ADJECTIVES),
+            noun(rng),
+        );
+        s.push_str(&format!(
+            "The image shows a {a1} {n1} {v1} {p1} a {a2} {n2}. "
+        ));
+        let (a3, n3, n4, a4) = (
+            rng.pick(ADJECTIVES),
+            noun(rng),
+            noun(rng),
+            rng.pick(ADJECTIVES),
+        );
+        s.push_str(&format!(
+            "In the background there is a {a3} {n3} and a {n4} with a {a4} sky above. "
+        ));
+        let (n5, v2, p2, a5, n6) = (
+            noun(rng),
+            rng.pick(VERBS),
+            rng.pick(PLACES),
+            rng.pick(ADJECTIVES),
+            noun(rng),
+        );
+        s.push_str(&format!(
+            "On the left side a {n5} is {v2} {p2} the {a5} {n6}, and the overall scene looks \
+             peaceful."
+        ));
+        (s, labels)
+    }
+
+    fn results(text: String, labels: Vec<String>) -> Vec<TaskResult> {
+        let regions = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Region {
+                label: l.clone(),
+                bbox: [0.05 * i as f32, 0.1, 0.05 * i as f32 + 0.3, 0.7],
+            })
+            .collect();
+        vec![
+            TaskResult {
+                task: "<MORE_DETAILED_CAPTION>".into(),
+                model_repo: "bench/florence-2".into(),
+                model_revision: "synthetic".into(),
+                raw_text: format!("</s><s>{text}</s>"),
+                result_json: serde_json::json!({ "<MORE_DETAILED_CAPTION>": text }),
+                clean_text: Some(text),
+                regions: vec![],
+                keywords: vec![],
+                ocr_text: None,
+            },
+            TaskResult {
+                task: "<OD>".into(),
+                model_repo: "bench/florence-2".into(),
+                model_revision: "synthetic".into(),
+                raw_text: String::new(),
+                clean_text: None,
+                result_json: serde_json::json!({ "<OD>": { "labels": labels } }),
+                regions,
+                keywords: labels,
+                ocr_text: None,
+            },
+        ]
+    }
+
+    fn fill(db: &Path, photos: usize) -> anyhow::Result<()> {
+        let mut catalog = Catalog::open(db)?;
+        let lib = catalog.upsert_library(Path::new("/bench/photos"))?;
+        let have = catalog.libraries()?.iter().map(|l| l.present).sum::<u64>() as usize;
+        if have >= photos {
+            println!("catalog {} already holds {have} photos", db.display());
+            return Ok(());
+        }
+        let start = Instant::now();
+        let mut rng = Rng(have as u64 * 7 + 1);
+        const CHUNK: usize = 10_000;
+        let mut i = have;
+        while i < photos {
+            let end = (i + CHUNK).min(photos);
+            let batch_photos: Vec<NewPhoto> = (i..end)
+                .map(|n| NewPhoto {
+                    path: PathBuf::from(format!(
+                        "/bench/photos/{}/{:03}/IMG_{n:07}.JPG",
+                        2015 + n % 10,
+                        n / 1000 % 1000
+                    )),
+                    size: 2_000_000 + (rng.next() % 6_000_000),
+                    mtime_ns: 1_600_000_000_000_000_000 + n as i64,
+                    hash: blake3::hash(format!("bench {n}").as_bytes())
+                        .to_hex()
+                        .to_string(),
+                    media: MediaFacts {
+                        width: Some(6000),
+                        height: Some(4000),
+                        taken_at: Some(format!(
+                            "{}-{:02}-{:02}T12:00:00",
+                            2015 + n % 10,
+                            1 + n % 12,
+                            1 + n % 28
+                        )),
+                        camera_make: Some(["Canon", "Nikon", "Apple", "Sony"][n % 4].into()),
+                        camera_model: Some(["EOS R5", "Z6", "iPhone 13", "A7 III"][n % 4].into()),
+                        ..MediaFacts::default()
+                    },
+                })
+                .collect();
+            {
+                let mut b = catalog.batch()?;
+                for p in &batch_photos {
+                    b.record_photo(lib, &p.path, p.size, p.mtime_ns, &p.hash, &p.media)?;
+                    b.enqueue(&p.hash, PROFILE, Priority::Backfill)?;
+                }
+                b.commit()?;
+            }
+            loop {
+                let jobs = catalog.claim(PROFILE, 1000)?;
+                if jobs.is_empty() {
+                    break;
+                }
+                for job in jobs {
+                    let (text, labels) = caption(&mut rng);
+                    catalog.finish(job.id, &job.hash, &results(text, labels))?;
+                }
+            }
+            i = end;
+            if i.is_multiple_of(100_000) || i == photos {
+                println!(
+                    "filled {i} photos in {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[idx.min(sorted.len() - 1)]
+    }
+
+    pub fn run(args: BenchSearchArgs) -> anyhow::Result<ExitCode> {
+        fill(&args.db, args.photos)?;
+        let catalog = Catalog::open_readonly(&args.db)?;
+        let mut rng = Rng(42);
+        let query = |rng: &mut Rng| {
+            if rng.next().is_multiple_of(2) {
+                format!("{} {}", rng.pick(ADJECTIVES), rng.pick(NOUNS))
+            } else {
+                format!("{} {}", rng.pick(NOUNS), rng.pick(NOUNS))
+            }
+        };
+        for _ in 0..20 {
+            catalog.search(&SearchQuery::new(query(&mut rng)))?;
+        }
+        let mut times = Vec::with_capacity(args.queries);
+        let mut hits = 0usize;
+        let mut slowest = (Duration::ZERO, String::new());
+        for _ in 0..args.queries {
+            let q = query(&mut rng);
+            let t = Instant::now();
+            let found = catalog.search(&SearchQuery::new(q.clone()))?;
+            let dt = t.elapsed();
+            hits += found.len();
+            if dt > slowest.0 {
+                slowest = (dt, q);
+            }
+            times.push(dt);
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "search: {} two-word queries, --limit 20: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, \
+             max {:.2} ms ({:?}); {:.1} hits per query",
+            times.len(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.9)),
+            ms(percentile(&times, 0.99)),
+            ms(slowest.0),
+            slowest.1,
+            hits as f64 / times.len().max(1) as f64
+        );
+        if !args.no_export {
+            let out = args
+                .export_out
+                .clone()
+                .unwrap_or_else(|| args.db.with_extension("parquet"));
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let t = Instant::now();
+            let summary = crate::export::export(
+                &catalog,
+                crate::export::Format::Parquet,
+                Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+            )?;
+            let dt = t.elapsed();
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "export: {} rows to parquet in {:.1} s ({:.0} rows/s), {:.0} MB: {}",
+                summary.rows,
+                dt.as_secs_f64(),
+                summary.rows as f64 / dt.as_secs_f64(),
+                size as f64 / 1e6,
+                out.display()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_checked() {
+        assert_eq!(parse_date("2023").unwrap(), "2023");
+        assert_eq!(parse_date("2023-07-14 16:02").unwrap(), "2023-07-14T16:02");
+        assert!(parse_date("2023-7-14").is_err());
+        assert!(parse_date("last week").is_err());
+    }
+
+    #[test]
+    fn highlights_and_flattens() {
+        let s = format!("a {HIGHLIGHT_START}dog{HIGHLIGHT_END}\nruns");
+        assert_eq!(highlight(&one_line(&s), false), "a dog runs");
+        assert_eq!(
+            highlight(&one_line(&s), true),
+            "a \x1b[1;31mdog\x1b[0m runs"
+        );
+    }
+
+    #[test]
+    fn absolute_resolves_dots_by_name() {
+        assert_eq!(
+            absolute(Path::new("/a/b/../c/./d")).unwrap(),
+            PathBuf::from("/a/c/d")
+        );
+        assert!(absolute(Path::new("x")).unwrap().is_absolute());
+    }
+}
