@@ -75,6 +75,8 @@ impl Attention {
 #[derive(Debug, Clone)]
 struct EncoderLayer {
     self_attn: Attention,
+    /// q/k/v fused into one projection for the CPU attention kernel.
+    qkv: Linear,
     self_attn_layer_norm: LayerNorm,
     ffn: Mlp,
     final_layer_norm: LayerNorm,
@@ -83,8 +85,11 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
+        let self_attn = Attention::new(d, cfg.encoder_attention_heads, vb.pp("self_attn"))?;
+        let qkv = Linear::concat(&[&self_attn.q_proj, &self_attn.k_proj, &self_attn.v_proj])?;
         Ok(Self {
-            self_attn: Attention::new(d, cfg.encoder_attention_heads, vb.pp("self_attn"))?,
+            self_attn,
+            qkv,
             self_attn_layer_norm: layer_norm(d, LN_EPS, vb.pp("self_attn_layer_norm"))?,
             ffn: Mlp::new(d, cfg.encoder_ffn_dim, cfg.activation_function, vb.clone())?,
             final_layer_norm: layer_norm(d, LN_EPS, vb.pp("final_layer_norm"))?,
@@ -92,8 +97,18 @@ impl EncoderLayer {
     }
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (k, v) = self.self_attn.keys_values(xs)?;
-        let attn = self.self_attn.attend(xs, &k, &v, mask)?;
+        let attn = if mask.is_none() && xs.device().is_cpu() && xs.dtype() == DType::F32 {
+            // The whole sequence is one "window" for the DaViT kernel: no q/k/v copies.
+            let op = super::cpu_attention::WindowAttentionOp {
+                heads: self.self_attn.num_heads,
+                scale: self.self_attn.scale as f32,
+            };
+            let mixed = self.qkv.forward(xs)?.apply_op1_no_bwd(&op)?;
+            self.self_attn.out_proj.forward(&mixed)?
+        } else {
+            let (k, v) = self.self_attn.keys_values(xs)?;
+            self.self_attn.attend(xs, &k, &v, mask)?
+        };
         let xs = self.self_attn_layer_norm.forward(&(xs + attn)?)?;
         let ffn = self.ffn.forward(&xs)?;
         self.final_layer_norm.forward(&(xs + ffn)?)

@@ -4,6 +4,7 @@
 pub mod bart;
 pub mod config;
 pub mod cpu_attention;
+pub mod cpu_conv;
 pub mod cpu_linear;
 pub mod dwconv;
 pub mod generate;

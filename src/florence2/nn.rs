@@ -59,6 +59,47 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
 }
 
 impl Linear {
+    /// A layer from an explicit (out, in) weight and bias.
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
+        let bias_f32 = match &bias {
+            Some(b) if b.dtype() == DType::F32 && b.device().is_cpu() => {
+                Some(Arc::new(b.to_vec1::<f32>()?))
+            }
+            _ => None,
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            bias_f32,
+            span: tracing::span!(tracing::Level::TRACE, "linear"),
+        })
+    }
+
+    /// Several layers reading the same input as one wider layer (outputs side by side), e.g.
+    /// BART's q/k/v projections fused into one matmul.
+    pub fn concat(layers: &[&Linear]) -> Result<Linear> {
+        let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
+        let weight = Tensor::cat(&weights, 0)?;
+        let bias = if layers.iter().all(|l| l.bias.is_some()) {
+            let biases: Vec<&Tensor> = layers.iter().filter_map(|l| l.bias.as_ref()).collect();
+            Some(Tensor::cat(&biases, 0)?)
+        } else {
+            None
+        };
+        let bias_f32 = match &bias {
+            Some(b) if b.dtype() == DType::F32 && b.device().is_cpu() => {
+                Some(Arc::new(b.to_vec1::<f32>()?))
+            }
+            _ => None,
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            bias_f32,
+            span: tracing::span!(tracing::Level::TRACE, "linear"),
+        })
+    }
+
     /// `forward`, then `act`; on the CPU in f32 the bias and an exact GELU are fused into the
     /// matmul (see cpu_linear.rs).
     pub fn forward_act(&self, xs: &Tensor, act: Option<candle_nn::Activation>) -> Result<Tensor> {
@@ -111,6 +152,8 @@ pub struct Conv2d {
     bias: Tensor,
     padding: usize,
     stride: usize,
+    /// The kernel as an (out, k·k·in) linear layer over im2col rows, for the CPU in f32.
+    as_linear: Option<Linear>,
     span: tracing::Span,
 }
 
@@ -123,13 +166,46 @@ impl Conv2d {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
+        let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
+        let bias = vb.get(out_channels, "bias")?;
+        let as_linear = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+            let w = weight
+                .permute((0, 2, 3, 1))?
+                .contiguous()?
+                .reshape((out_channels, kernel * kernel * in_channels))?;
+            Some(Linear::from_parts(w, Some(bias.clone()))?)
+        } else {
+            None
+        };
         Ok(Self {
-            weight: vb.get((out_channels, in_channels, kernel, kernel), "weight")?,
-            bias: vb.get(out_channels, "bias")?,
+            weight,
+            bias,
             padding,
             stride,
+            as_linear,
             span: tracing::span!(tracing::Level::TRACE, "patch-conv"),
         })
+    }
+
+    /// Channels-last (B, H, W, C_in) -> (B, H', W', C_out) on the CPU in f32 (im2col + fused
+    /// matmul); `None` where that path does not apply.
+    pub fn forward_channels_last(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        let Some(linear) = &self.as_linear else {
+            return Ok(None);
+        };
+        if !xs.device().is_cpu() || xs.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let _enter = self.span.enter();
+        let (b, h, w, _) = xs.dims4()?;
+        let op = super::cpu_conv::Im2Col {
+            kernel: self.weight.dim(2)?,
+            stride: self.stride,
+            pad: self.padding,
+        };
+        let (oh, ow) = op.output_size(h, w);
+        let cols = xs.contiguous()?.apply_op1_no_bwd(&op)?;
+        Ok(Some(linear.forward(&cols)?.reshape((b, oh, ow, ()))?))
     }
 }
 

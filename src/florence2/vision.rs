@@ -57,6 +57,23 @@ impl ConvEmbed {
 
     /// (B, H, W, C_in) channels-last, or (B, 3, H, W) pixels for stage 0 -> (B, H', W', C_out).
     fn forward(&self, xs: &Tensor, channels_last: bool) -> Result<Tensor> {
+        if on_cpu_f32(xs) {
+            let mut xs = if channels_last {
+                xs.clone()
+            } else {
+                xs.permute((0, 2, 3, 1))?.contiguous()?
+            };
+            if self.pre_norm {
+                xs = self.norm.forward(&xs)?;
+            }
+            if let Some(out) = self.conv.forward_channels_last(&xs)? {
+                return if self.pre_norm {
+                    Ok(out)
+                } else {
+                    self.norm.forward(&out)
+                };
+            }
+        }
         let mut xs = xs.clone();
         if self.pre_norm {
             if !channels_last {
