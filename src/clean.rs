@@ -62,7 +62,8 @@ const IS_OPENERS: &[&str] = &[
 ///
 /// Empty in, empty out.
 pub fn display_caption(raw: &str) -> String {
-    let text = SPECIAL_TOKEN.replace_all(raw, " ");
+    // U+FFFD marks byte-level BPE output that was cut mid-character: never show it.
+    let text = SPECIAL_TOKEN.replace_all(raw, " ").replace('\u{FFFD}', " ");
     let text = tidy_spaces(&text);
     if text.is_empty() {
         return text;
@@ -160,8 +161,11 @@ const MAX_KEYWORD_WORDS: usize = 4;
 pub fn normalise_keyword(label: &str) -> Option<String> {
     let text = SPECIAL_TOKEN.replace_all(label, " ");
     let text = text.to_lowercase();
+    // The reference cuts labels at the first `<`, so a label can start inside a token
+    // ("loc_506>", "/cap> floor"): a word still holding an angle bracket is token debris.
     let words: Vec<&str> = text
         .split_whitespace()
+        .filter(|w| !w.contains('<') && !w.contains('>'))
         .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '\''))
         .filter(|w| !w.is_empty())
         .collect();
@@ -176,6 +180,17 @@ pub fn normalise_keyword(label: &str) -> Option<String> {
     out.push(singular(words[last]));
     let keyword = out.join(" ");
     (keyword.chars().count() <= MAX_KEYWORD_CHARS).then_some(keyword)
+}
+
+#[cfg(test)]
+mod token_debris_tests {
+    use super::normalise_keyword;
+
+    #[test]
+    fn fragments_of_special_tokens_are_not_keywords() {
+        assert_eq!(normalise_keyword("loc_506>"), None);
+        assert_eq!(normalise_keyword("/cap> floors").as_deref(), Some("floor"));
+    }
 }
 
 /// Keywords from detection labels: each normalised, duplicates dropped, first-seen order kept.
