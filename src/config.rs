@@ -47,6 +47,15 @@ struct RawConfig {
     model: RawModel,
     #[serde(default)]
     daemon: RawDaemon,
+    #[serde(default)]
+    sidecar: RawSidecar,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSidecar {
+    keyword_parent: Option<String>,
+    mwg_regions: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +136,15 @@ pub struct ModelSettings {
     pub batch_size: usize,
 }
 
+/// How sidecars are written (for every library with `sidecars = true`).
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
+    /// Parent of our hierarchical keywords: `AI` gives `AI|dog` and `AI/dog`; empty: top level.
+    pub keyword_parent: String,
+    /// Also write MWG regions (digiKam and Immich read every MWG region as a face).
+    pub mwg_regions: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
     pub settle: Duration,
@@ -143,6 +161,7 @@ pub struct Settings {
     pub libraries: Vec<Library>,
     pub model: ModelSettings,
     pub daemon: DaemonSettings,
+    pub sidecar: SidecarOptions,
 }
 
 /// `…/captiond/config.toml` in the platform's config folder.
@@ -194,7 +213,7 @@ impl Settings {
         // service happened to start.
         let base = path
             .and_then(Path::parent)
-            .map(Path::to_path_buf)
+            .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
             .unwrap_or_default();
         let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
@@ -301,12 +320,27 @@ impl Settings {
             idle_unload: duration("daemon.idle_unload", d.idle_unload, "10m")?,
         };
 
+        let sidecar = SidecarOptions {
+            keyword_parent: raw
+                .sidecar
+                .keyword_parent
+                .unwrap_or_else(|| "AI".to_string()),
+            mwg_regions: raw.sidecar.mwg_regions.unwrap_or(false),
+        };
+        if sidecar.keyword_parent.contains(['<', '>', '&']) {
+            return Err(invalid(
+                "sidecar.keyword_parent",
+                "may not contain <, > or &".into(),
+            ));
+        }
+
         Ok(Settings {
             source: path.map(Path::to_path_buf),
             database,
             libraries,
             model,
             daemon,
+            sidecar,
         })
     }
 }

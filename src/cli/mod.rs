@@ -18,6 +18,7 @@ pub mod retry;
 pub mod run;
 pub mod search;
 pub mod service;
+pub mod sidecars;
 pub mod status;
 
 #[derive(Debug, Parser)]
@@ -72,6 +73,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), e.g. `captiond man > ~/.local/share/man/man1/captiond.1`.
     Man(completions::ManArgs),
+    /// Regenerate XMP sidecars from the catalog (`rewrite [PATH]`).
+    Sidecars(sidecars::SidecarsArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -99,6 +102,7 @@ pub fn init_tracing(verbose: u8) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Sidecars(args) => sidecars::run(cli.config.as_deref(), args),
         Command::Caption(args) => caption::run(cli.config.as_deref(), args),
         Command::Bench(args) => bench::run(cli.config.as_deref(), args),
         Command::Run(args) => run::run(cli.config.as_deref(), args),

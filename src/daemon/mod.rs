@@ -189,6 +189,7 @@ async fn run_loop(
         once: options.once,
         idle_unload: settings.daemon.idle_unload,
         libraries: settings.libraries.clone(),
+        sidecar: settings.sidecar.clone(),
     };
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let (done_tx, mut done_rx) = oneshot::channel();

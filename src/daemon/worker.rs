@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::DaemonError;
 use crate::catalog::{Catalog, RetryPolicy};
-use crate::config::{Library, ModelLocation, ModelSettings};
+use crate::config::{Library, ModelLocation, ModelSettings, SidecarOptions};
 use crate::pipeline::{process_batch, Captioner};
 use crate::sidecar::{rewrite, SidecarSettings, WriteOutcome};
 
@@ -43,6 +43,7 @@ pub struct WorkerConfig {
     pub once: bool,
     pub idle_unload: Duration,
     pub libraries: Vec<Library>,
+    pub sidecar: SidecarOptions,
 }
 
 /// What the worker did.
@@ -136,7 +137,7 @@ pub fn work(
         stats.failed_attempts += report.failed as u64;
         stats.released += report.released as u64;
         for hash in &report.finished {
-            write_sidecars(&catalog, &cfg.libraries, hash);
+            write_sidecars(&catalog, &cfg.libraries, &cfg.sidecar, hash);
         }
         last_work = Instant::now();
     }
@@ -145,7 +146,7 @@ pub fn work(
 
 /// Writes (merges) the XMP sidecar of every present photo holding `hash`, in libraries with
 /// `sidecars = true`. A failure is logged with the file's name and the worker goes on.
-fn write_sidecars(catalog: &Catalog, libraries: &[Library], hash: &str) {
+fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOptions, hash: &str) {
     let paths = match catalog.present_paths_for_hash(hash) {
         Ok(p) => p,
         Err(e) => {
@@ -162,6 +163,8 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], hash: &str) {
         }
         let settings = SidecarSettings {
             naming: lib.naming,
+            keyword_parent: options.keyword_parent.clone(),
+            mwg_regions: options.mwg_regions,
             ..SidecarSettings::default()
         };
         match rewrite(catalog, &path, &settings) {
