@@ -12,3 +12,4 @@ mod caption;
 mod caption_config;
 mod caption_errors;
 mod caption_hub;
+mod sidecars_rewrite;
