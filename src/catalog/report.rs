@@ -257,7 +257,7 @@ impl Catalog {
     pub fn export_rows<E>(
         &self,
         texts: &[ExportText],
-        mut sink: impl FnMut(&ExportRow) -> Result<(), E>,
+        mut sink: impl FnMut(ExportRow) -> Result<(), E>,
     ) -> Result<Result<(), E>, CatalogError> {
         self.read("export", |c| {
             // A read transaction: one snapshot across the four cursors.
@@ -282,7 +282,22 @@ impl Catalog {
             let mut keywords_stmt =
                 tx.prepare("SELECT hash, keyword FROM keywords ORDER BY hash, keyword")?;
 
-            let mut photos = photos_stmt.query([])?;
+            let mut photos = Peek::new(photos_stmt.query([])?, |r| {
+                Ok(ExportRow {
+                    path: row_path(r, 0)?,
+                    hash: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    taken_at: r.get(3)?,
+                    width: r.get(4)?,
+                    height: r.get(5)?,
+                    camera_make: r.get(6)?,
+                    camera_model: r.get(7)?,
+                    texts: Vec::new(),
+                    labels: Vec::new(),
+                    regions: Vec::new(),
+                    model: None,
+                })
+            })?;
             let mut results = Peek::new(results_stmt.query([])?, |r| {
                 Ok(ResultLine {
                     hash: r.get(0)?,
@@ -308,32 +323,18 @@ impl Catalog {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?;
 
-            // One row reused for every photo: the content's part is rebuilt only when the hash
-            // changes (copies of one content are adjacent), so nothing is cloned per row.
-            let mut row = ExportRow {
-                path: PathBuf::new(),
-                hash: String::new(),
-                size: 0,
-                taken_at: None,
-                width: None,
-                height: None,
-                camera_make: None,
-                camera_model: None,
-                texts: Vec::new(),
-                labels: Vec::new(),
-                regions: Vec::new(),
-                model: None,
-            };
-            let mut first = true;
+            // The content part of the rows, built once per hash: moved into the last row of its
+            // hash (copies of one content are adjacent), cloned only for the ones before it.
+            let mut data = ContentData::default();
+            let mut data_hash: Option<String> = None;
             let mut newest: Vec<ResultLine> = Vec::new();
-            while let Some(r) = photos.next()? {
-                let hash: String = r.get(1)?;
-                if first || row.hash != hash {
-                    first = false;
+            while let Some(mut row) = photos.advance()? {
+                if data_hash.as_deref() != Some(row.hash.as_str()) {
+                    let hash = row.hash.as_str();
                     // The newest result of each task.
                     newest.clear();
                     results.take_hash(
-                        &hash,
+                        hash,
                         |l| &l.hash,
                         |line| match newest.iter_mut().find(|n| n.task == line.task) {
                             Some(n) => {
@@ -345,7 +346,7 @@ impl Catalog {
                         },
                     )?;
                     newest.sort_by(|a, b| a.task.cmp(&b.task));
-                    let mut data = ContentData {
+                    data = ContentData {
                         texts: texts
                             .iter()
                             .map(|t| {
@@ -365,7 +366,7 @@ impl Catalog {
                     };
                     let mut by_result: Vec<(i64, Region)> = Vec::new();
                     regions.take_hash(
-                        &hash,
+                        hash,
                         |l| &l.hash,
                         |l| {
                             if newest.iter().any(|n| n.id == l.result_id) {
@@ -382,21 +383,25 @@ impl Catalog {
                                 .map(|(_, g)| g.clone()),
                         );
                     }
-                    keywords.take_hash(&hash, |k| &k.0, |k| data.labels.push(k.1))?;
-                    row.texts = data.texts;
-                    row.labels = data.labels;
-                    row.regions = data.regions;
-                    row.model = data.model;
+                    keywords.take_hash(hash, |k| &k.0, |k| data.labels.push(k.1))?;
+                    data_hash = Some(row.hash.clone());
                 }
-                row.path = row_path(r, 0)?;
-                row.hash = hash;
-                row.size = r.get::<_, i64>(2)? as u64;
-                row.taken_at = r.get(3)?;
-                row.width = r.get(4)?;
-                row.height = r.get(5)?;
-                row.camera_make = r.get(6)?;
-                row.camera_model = r.get(7)?;
-                if let Err(e) = sink(&row) {
+                let more_of_this = photos.next.as_ref().is_some_and(|n| n.hash == row.hash);
+                let content = if more_of_this {
+                    ContentData {
+                        texts: data.texts.clone(),
+                        labels: data.labels.clone(),
+                        regions: data.regions.clone(),
+                        model: data.model.clone(),
+                    }
+                } else {
+                    std::mem::take(&mut data)
+                };
+                row.texts = content.texts;
+                row.labels = content.labels;
+                row.regions = content.regions;
+                row.model = content.model;
+                if let Err(e) = sink(row) {
                     return Ok(Err(e));
                 }
             }
@@ -529,7 +534,7 @@ mod tests {
         let mut rows = Vec::new();
         f.cat
             .export_rows(&texts, |r| {
-                rows.push(r.clone());
+                rows.push(r);
                 Ok::<(), ()>(())
             })
             .unwrap()

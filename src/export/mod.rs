@@ -172,14 +172,18 @@ pub fn camera(row: &ExportRow) -> Option<String> {
     }
 }
 
-/// One format's writer: rows in, bytes out.
-trait RowSink {
+/// One format's writer: rows in, bytes out. Runs on its own thread.
+trait RowSink: Send {
     fn write(&mut self, row: &ExportRow) -> Result<(), ExportError>;
     fn finish(self: Box<Self>) -> Result<(), ExportError>;
 }
 
 /// Writes every present photo of `catalog` to `out` in `format`. The caller owns where `out`
 /// goes (a temporary file renamed on success, or stdout).
+///
+/// Two threads: this one reads the catalog (the four merged cursors), a second one encodes and
+/// writes; batches of [`BATCH_ROWS`] rows pass between them through a short queue, so reading and
+/// encoding overlap and at most a few batches are in memory.
 pub fn export(
     catalog: &Catalog,
     format: Format,
@@ -193,11 +197,39 @@ pub fn export(
         Format::Csv => Box::new(csv_out::CsvSink::new(out, &names)?),
     };
     let mut rows = 0u64;
-    catalog.export_rows(&texts, |row| {
-        rows += 1;
-        sink.write(row)
-    })??;
-    sink.finish()?;
+    let (scanned, written) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<ExportRow>>(4);
+        let writer = s.spawn(move || -> Result<(), ExportError> {
+            for batch in rx {
+                for row in &batch {
+                    sink.write(row)?;
+                }
+            }
+            sink.finish()
+        });
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        // Err(()) here only means the writer stopped; its own error is reported below.
+        let scanned = catalog.export_rows(&texts, |row| {
+            rows += 1;
+            batch.push(row);
+            if batch.len() >= BATCH_ROWS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                tx.send(full).map_err(drop)?;
+            }
+            Ok::<(), ()>(())
+        });
+        if matches!(scanned, Ok(Ok(()))) && !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (scanned, written)
+    });
+    // A catalog error first (it explains a writer that was cut short), then the writer's.
+    scanned?.ok();
+    written?;
     let columns = LEADING
         .iter()
         .map(|s| s.to_string())

@@ -73,6 +73,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// Taking `self` makes closures capture the whole (Send) wrapper, not the raw pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: f32 only");
@@ -105,7 +112,6 @@ impl CustomOp1 for WindowAttentionOp {
         (0..windows * self.heads).into_par_iter().for_each_init(
             || vec![0f32; tokens * tokens],
             |scores, task| {
-                let dst = dst;
                 let (w, h) = (task / self.heads, task % self.heads);
                 let base = w * tokens * c3 + h * hd;
                 // SAFETY: q/k/v views stay inside window w's rows of `qkv`; the output view is
@@ -130,7 +136,7 @@ impl CustomOp1 for WindowAttentionOp {
                         self.scale,
                     );
                     softmax_rows(scores, tokens);
-                    let o = dst.0.add(w * tokens * c + h * hd);
+                    let o = dst.get().add(w * tokens * c + h * hd);
                     gemm_strided(
                         tokens,
                         hd,
@@ -174,7 +180,6 @@ impl CustomOp1 for ChannelAttentionOp {
         let mut out = vec![0f32; b * n * c];
         let dst = SendPtr(out.as_mut_ptr());
         (0..b * self.groups).into_par_iter().for_each(|task| {
-            let dst = dst;
             let (bi, g) = (task / self.groups, task % self.groups);
             let mut scores = vec![0f32; cg * cg];
             // SAFETY: views stay inside image bi's rows of `qkv`; the output view is image bi,
@@ -201,7 +206,7 @@ impl CustomOp1 for ChannelAttentionOp {
                 );
                 softmax_rows(&mut scores, cg);
                 // out[t][i] = Σ_j v[t][j] scores[i][j]
-                let o = dst.0.add(bi * n * c + g * cg);
+                let o = dst.get().add(bi * n * c + g * cg);
                 gemm_strided(n, cg, cg, o, c, 1, v, c3, 1, scores.as_ptr(), 1, cg, 1.0);
             }
         });
