@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use super::{DaemonError, Shared};
 use crate::catalog::{Catalog, CatalogError, MediaFacts, NewPhoto, PhotoState, Priority};
 use crate::config::{Library, Settings};
-use crate::library::scan::{class_by_extension, sniff_bytes};
+use crate::library::scan::{class_by_extension, has_raw_extension, sniff_bytes, ImageKind};
 use crate::library::{
     filesystem_kind, should_poll, walk, FileClass, FileFacts, FsKind, PathFilter, ScanError,
     SettleTracker, WalkItem, WatchEvent,
@@ -711,7 +711,19 @@ fn examine(facts: &FileFacts) -> Examined {
     let by_name = path
         .file_name()
         .map_or(FileClass::Unknown, class_by_extension);
-    if by_name != FileClass::Image && sniff_bytes(&bytes).is_none() {
+    let kind = sniff_bytes(&bytes);
+    if by_name != FileClass::Image && kind.is_none() {
+        return Examined::NotImage;
+    }
+    if has_raw_extension(path)
+        || matches!(
+            kind,
+            Some(ImageKind::Raw | ImageKind::Heic | ImageKind::Avif | ImageKind::Jxl)
+        )
+    {
+        // No decoder for these yet: queueing them would only fill the queue with failures.
+        // Camera JPEGs beside RAW files are captioned as usual.
+        tracing::debug!(path = %path.display(), ?kind, "not captioned: no decoder for this format yet");
         return Examined::NotImage;
     }
     let hash = blake3::hash(&bytes).to_hex().to_string();

@@ -281,10 +281,18 @@ pub fn class_by_extension(name: &OsStr) -> FileClass {
 }
 
 /// Camera raw extensions whose files are (mostly) TIFF containers or have their own magic.
-const RAW_EXTENSIONS: &[&str] = &[
+/// Camera raw extensions (lower case).
+pub const RAW_EXTENSIONS: &[&str] = &[
     "dng", "nef", "nrw", "cr2", "cr3", "crw", "arw", "srf", "sr2", "orf", "rw2", "raf", "pef",
     "srw", "x3f", "erf", "3fr", "mef", "mos", "iiq", "rwl", "kdc", "dcr",
 ];
+
+/// Whether a file name has a camera-raw extension (case-insensitive).
+pub fn has_raw_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| RAW_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
 
 /// Walks `root` (the filter's root, or a folder or file under it) and yields candidates and
 /// folders; see the module docs. An error item (an unreadable folder, a file that cannot be

@@ -3,10 +3,11 @@
 //! - `ext` (default): `IMG_1.JPG.xmp`, the image's full name plus `.xmp` (digiKam, darktable,
 //!   Immich). Every image has its own, so there is never a second writer.
 //! - `stem`: `IMG_1.xmp` (Lightroom, Capture One). Images sharing a stem (`IMG_1.CR2` +
-//!   `IMG_1.JPG`) share the file, so exactly one of them writes it: **the RAW** (the original that
-//!   Lightroom and Capture One attach `IMG_1.xmp` to); among several candidates of the same kind,
-//!   the one whose extension sorts first (ASCII, case-insensitive), then by file name. The others
-//!   get [`SidecarLocation::Skip`] naming the writer.
+//!   `IMG_1.JPG`) share the file, so exactly one of them writes it: **a non-RAW image**, because
+//!   captiond captions the camera JPEG (it has no RAW decoder) and its results describe the RAW
+//!   too, which is what Lightroom and Capture One attach `IMG_1.xmp` to; among several candidates
+//!   of the same kind, the one whose extension sorts first (ASCII, case-insensitive), then by file
+//!   name. The others get [`SidecarLocation::Skip`] naming the writer.
 //!
 //! An existing sidecar is found case-insensitively (`IMG_1.jpg.XMP` counts); when several spellings
 //! exist, the exact default name wins, then the first in byte order. A new file is named with the
@@ -18,17 +19,9 @@ use std::path::{Path, PathBuf};
 use crate::config::SidecarNaming;
 use crate::library::scan::{class_by_extension, FileClass};
 
-/// Camera raw extensions (mirrors the scanner's list in `library/scan.rs`).
-pub const RAW_EXTENSIONS: &[&str] = &[
-    "dng", "nef", "nrw", "cr2", "cr3", "crw", "arw", "srf", "sr2", "orf", "rw2", "raf", "pef",
-    "srw", "x3f", "erf", "3fr", "mef", "mos", "iiq", "rwl", "kdc", "dcr",
-];
-
-/// Whether a path has a camera raw extension.
+/// Whether a path has a camera raw extension (the scanner's list).
 pub fn is_raw(path: &Path) -> bool {
-    path.extension()
-        .and_then(OsStr::to_str)
-        .is_some_and(|e| RAW_EXTENSIONS.iter().any(|r| r.eq_ignore_ascii_case(e)))
+    crate::library::scan::has_raw_extension(path)
 }
 
 /// Where to write an image's sidecar, or why not to.
@@ -110,7 +103,7 @@ pub fn sidecar_path(image: &Path, naming: SidecarNaming) -> SidecarLocation {
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            (!is_raw(p), ext, n.as_encoded_bytes().to_vec())
+            (is_raw(p), ext, n.as_encoded_bytes().to_vec())
         };
         let writer = candidates.into_iter().min_by_key(key);
         if let Some(writer) = writer {
@@ -169,18 +162,19 @@ mod tests {
         let raw = touch(d.path(), "IMG_2.CR2");
         touch(d.path(), "IMG_2.mov");
         touch(d.path(), "IMG_2.XMP");
+        // The JPEG is the one captioned, so it writes the pair's shared sidecar.
         assert_eq!(
-            sidecar_path(&raw, SidecarNaming::Stem),
+            sidecar_path(&jpg, SidecarNaming::Stem),
             SidecarLocation::Write {
                 path: d.path().join("IMG_2.XMP"),
                 exists: true
             }
         );
         assert_eq!(
-            sidecar_path(&jpg, SidecarNaming::Stem),
+            sidecar_path(&raw, SidecarNaming::Stem),
             SidecarLocation::Skip {
                 path: d.path().join("IMG_2.XMP"),
-                writer: raw.clone()
+                writer: jpg.clone()
             }
         );
         // JPEG + PNG, no RAW: the extension that sorts first writes.

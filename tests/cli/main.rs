@@ -12,4 +12,5 @@ mod caption;
 mod caption_config;
 mod caption_errors;
 mod caption_hub;
+mod run_raw;
 mod sidecars_rewrite;

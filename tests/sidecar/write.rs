@@ -377,14 +377,15 @@ fn stem_naming_gives_a_raw_jpeg_pair_one_writer() {
         ..SidecarSettings::default()
     };
     let c = content(Some("x"), &["y"], &[]);
+    // The JPEG is what captiond captions, so it writes the pair's sidecar; the RAW is skipped.
     assert_eq!(
-        write_sidecar(&jpg, &c, &s).unwrap(),
+        write_sidecar(&raw, &c, &s).unwrap(),
         WriteOutcome::Skipped(SkipReason::NotWriter {
-            writer: raw.clone()
+            writer: jpg.clone()
         })
     );
     assert!(!d.path().join("IMG_7.xmp").exists());
-    assert_eq!(write_sidecar(&raw, &c, &s).unwrap(), WriteOutcome::Created);
+    assert_eq!(write_sidecar(&jpg, &c, &s).unwrap(), WriteOutcome::Created);
     assert!(d.path().join("IMG_7.xmp").exists());
     assert_eq!(fs::read(&raw).unwrap(), b"not really a raw");
 }
