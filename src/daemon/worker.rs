@@ -77,6 +77,17 @@ pub fn work(
     let mut stats = WorkerStats::default();
     let mut captioner: Option<Captioner> = None;
     let mut last_work = Instant::now();
+    // `run --once` on a terminal shows a bar with an ETA; under a service, log lines only.
+    let progress = (cfg.once && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} captioning {pos}/{len} photos [{elapsed_precise}] ETA {eta} {wide_bar}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             break;
@@ -132,7 +143,15 @@ pub fn work(
                 }
             }
         };
+        if let Some(bar) = &progress {
+            // Pending grows while discovery runs: keep the total in step with the queue.
+            let counts = catalog.queue_counts(Some(&cfg.profile))?;
+            bar.set_length(bar.position() + counts.pending + counts.running);
+        }
         let report = process_batch(model, &catalog, &jobs, &cfg.policy, &shared.stop)?;
+        if let Some(bar) = &progress {
+            bar.inc((report.done + report.failed) as u64);
+        }
         stats.captioned += report.done as u64;
         stats.failed_attempts += report.failed as u64;
         stats.released += report.released as u64;
@@ -140,6 +159,9 @@ pub fn work(
             write_sidecars(&catalog, &cfg.libraries, &cfg.sidecar, hash);
         }
         last_work = Instant::now();
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     Ok(stats)
 }
