@@ -31,6 +31,30 @@ pub struct RescanRequest {
     pub requested_at: i64,
 }
 
+/// Content hashes `from <= hash < to` (text order: hashes are lowercase hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashRange<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
+impl HashRange<'static> {
+    /// Every hash (the upper bound sorts after any text).
+    pub const ALL: HashRange<'static> = HashRange {
+        from: "",
+        to: "\u{10FFFF}",
+    };
+
+    /// `ALL` cut in two at `8`: halves of equal size for hex hashes.
+    pub const HALVES: [HashRange<'static>; 2] = [
+        HashRange { from: "", to: "8" },
+        HashRange {
+            from: "8",
+            to: "\u{10FFFF}",
+        },
+    ];
+}
+
 /// What kind of text a task leaves in `results`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TextKind {
@@ -257,6 +281,17 @@ impl Catalog {
     pub fn export_rows<E>(
         &self,
         texts: &[ExportText],
+        sink: impl FnMut(ExportRow) -> Result<(), E>,
+    ) -> Result<Result<(), E>, CatalogError> {
+        self.export_rows_in(texts, HashRange::ALL, sink)
+    }
+
+    /// [`Catalog::export_rows`] for the contents whose hash lies in `range`, so that several
+    /// threads (each with its own handle) can share an export.
+    pub fn export_rows_in<E>(
+        &self,
+        texts: &[ExportText],
+        range: HashRange<'_>,
         mut sink: impl FnMut(ExportRow) -> Result<(), E>,
     ) -> Result<Result<(), E>, CatalogError> {
         self.read("export", |c| {
@@ -266,23 +301,27 @@ impl Catalog {
                 "SELECT p.path, p.hash, p.size, c.taken_at, c.width, c.height, c.camera_make,
                         c.camera_model
                  FROM photos p JOIN contents c ON c.hash = p.hash
-                 WHERE p.state = 'present'
+                 WHERE p.state = 'present' AND p.hash >= ?1 AND p.hash < ?2
                  ORDER BY p.hash, p.id",
             )?;
             let mut results_stmt = tx.prepare(
                 "SELECT hash, task, model_repo || '@' || model_revision, created_at, id,
                         clean_text, ocr_text
-                 FROM results ORDER BY hash",
+                 FROM results WHERE hash >= ?1 AND hash < ?2 ORDER BY hash",
             )?;
             let mut regions_stmt = tx.prepare(
                 "SELECT r.hash, g.result_id, g.label, g.x1, g.y1, g.x2, g.y2
                  FROM results r JOIN regions g ON g.result_id = r.id
+                 WHERE r.hash >= ?1 AND r.hash < ?2
                  ORDER BY r.hash",
             )?;
-            let mut keywords_stmt =
-                tx.prepare("SELECT hash, keyword FROM keywords ORDER BY hash, keyword")?;
+            let mut keywords_stmt = tx.prepare(
+                "SELECT hash, keyword FROM keywords WHERE hash >= ?1 AND hash < ?2
+                     ORDER BY hash, keyword",
+            )?;
+            let bounds = [range.from, range.to];
 
-            let mut photos = Peek::new(photos_stmt.query([])?, |r| {
+            let mut photos = Peek::new(photos_stmt.query(bounds)?, |r| {
                 Ok(ExportRow {
                     path: row_path(r, 0)?,
                     hash: r.get(1)?,
@@ -298,7 +337,7 @@ impl Catalog {
                     model: None,
                 })
             })?;
-            let mut results = Peek::new(results_stmt.query([])?, |r| {
+            let mut results = Peek::new(results_stmt.query(bounds)?, |r| {
                 Ok(ResultLine {
                     hash: r.get(0)?,
                     task: r.get(1)?,
@@ -309,7 +348,7 @@ impl Catalog {
                     ocr_text: r.get(6)?,
                 })
             })?;
-            let mut regions = Peek::new(regions_stmt.query([])?, |r| {
+            let mut regions = Peek::new(regions_stmt.query(bounds)?, |r| {
                 Ok(RegionLine {
                     hash: r.get(0)?,
                     result_id: r.get(1)?,
@@ -319,7 +358,7 @@ impl Catalog {
                     },
                 })
             })?;
-            let mut keywords = Peek::new(keywords_stmt.query([])?, |r| {
+            let mut keywords = Peek::new(keywords_stmt.query(bounds)?, |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?;
 
@@ -555,6 +594,21 @@ mod tests {
         assert_eq!((rp.texts.clone(), rp.model.clone()), (vec![None], None));
         assert!(rp.labels.is_empty() && rp.regions.is_empty());
         assert_eq!(by_path("/photos/b.jpg").labels, vec!["cat"]);
+        // The two halves of the hash space together are the whole.
+        let mut halves = Vec::new();
+        for range in HashRange::HALVES {
+            f.cat
+                .export_rows_in(&texts, range, |r| {
+                    halves.push(r.path);
+                    Ok::<(), ()>(())
+                })
+                .unwrap()
+                .unwrap();
+        }
+        halves.sort();
+        let mut all: Vec<PathBuf> = rows.iter().map(|r| r.path.clone()).collect();
+        all.sort();
+        assert_eq!(halves, all);
         // The sink's error stops the walk.
         let mut n = 0;
         let out = f

@@ -638,7 +638,7 @@ pub mod bench {
                 })?
                 .ok();
             println!(
-                "export: reading {n} rows from the catalog alone: {:.1} s",
+                "export: reading {n} rows from the catalog alone, one thread: {:.1} s",
                 t.elapsed().as_secs_f64()
             );
             let out = args

@@ -15,8 +15,9 @@
 //! Parquet (arrow-rs, Snappy): strings are `utf8`, lists are `list<utf8>` and
 //! `list<list<float>>`: what pyarrow, pandas and `datasets.load_dataset("parquet", …)` read as
 //! plain columns. JSONL: one object per line with those keys. CSV: a header row, list columns as
-//! JSON text (`["dog","ball"]`), empty cells for nulls. Rows come in content-hash order, so
-//! copies of one photo are adjacent. Non-UTF-8 paths are written lossily (U+FFFD).
+//! JSON text (`["dog","ball"]`), empty cells for nulls. Rows come in no set order (two threads
+//! read halves of the catalog); copies of one photo are adjacent. Non-UTF-8 paths are written
+//! lossily (U+FFFD).
 
 mod csv_out;
 mod jsonl;
@@ -24,7 +25,7 @@ mod parquet_out;
 
 use std::io::Write;
 
-use crate::catalog::report::{ExportRow, ExportText, TextKind};
+use crate::catalog::report::{ExportRow, ExportText, HashRange, TextKind};
 use crate::catalog::{Catalog, CatalogError};
 
 /// Rows per Arrow record batch (and per flush of the text writers).
@@ -181,9 +182,11 @@ trait RowSink: Send {
 /// Writes every present photo of `catalog` to `out` in `format`. The caller owns where `out`
 /// goes (a temporary file renamed on success, or stdout).
 ///
-/// Two threads: this one reads the catalog (the four merged cursors), a second one encodes and
-/// writes; batches of [`BATCH_ROWS`] rows pass between them through a short queue, so reading and
-/// encoding overlap and at most a few batches are in memory.
+/// Three threads: two read the catalog (each half of the hash space with its own read-only
+/// handle, the second opened here), one encodes and writes; batches of [`BATCH_ROWS`] rows pass
+/// through a short queue, so reading and encoding overlap and only a few batches are in memory.
+/// The two read transactions start together; a photo whose content changes at that very moment
+/// may be exported in its old or its new state.
 pub fn export(
     catalog: &Catalog,
     format: Format,
@@ -196,8 +199,8 @@ pub fn export(
         Format::Jsonl => Box::new(jsonl::JsonlSink::new(out, &names)),
         Format::Csv => Box::new(csv_out::CsvSink::new(out, &names)?),
     };
-    let mut rows = 0u64;
-    let (scanned, written) = std::thread::scope(|s| {
+    let [first_half, second_half] = HashRange::HALVES;
+    let (read, written) = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<ExportRow>>(4);
         let writer = s.spawn(move || -> Result<(), ExportError> {
             for batch in rx {
@@ -207,28 +210,23 @@ pub fn export(
             }
             sink.finish()
         });
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
-        // Err(()) here only means the writer stopped; its own error is reported below.
-        let scanned = catalog.export_rows(&texts, |row| {
-            rows += 1;
-            batch.push(row);
-            if batch.len() >= BATCH_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                tx.send(full).map_err(drop)?;
-            }
-            Ok::<(), ()>(())
-        });
-        if matches!(scanned, Ok(Ok(()))) && !batch.is_empty() {
-            let _ = tx.send(batch);
-        }
+        let second = {
+            let tx = tx.clone();
+            let texts = &texts;
+            let path = catalog.path().to_owned();
+            s.spawn(move || -> Result<u64, CatalogError> {
+                let handle = Catalog::open_readonly(&path)?;
+                read_range(&handle, texts, second_half, &tx)
+            })
+        };
+        let first = read_range(catalog, &texts, first_half, &tx);
         drop(tx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (scanned, written)
+        let second = join(second.join());
+        let written = join(writer.join());
+        (first.and_then(|a| Ok(a + second?)), written)
     });
     // A catalog error first (it explains a writer that was cut short), then the writer's.
-    scanned?.ok();
+    let rows = read?;
     written?;
     let columns = LEADING
         .iter()
@@ -237,6 +235,36 @@ pub fn export(
         .chain(TRAILING.iter().map(|s| s.to_string()))
         .collect();
     Ok(ExportSummary { rows, columns })
+}
+
+/// A thread's result, its panic carried on.
+fn join<T>(result: std::thread::Result<T>) -> T {
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Sends the rows of `range` to the writer in batches; returns how many. A writer that stopped
+/// (its error is reported by [`export`]) ends the reading quietly.
+fn read_range(
+    catalog: &Catalog,
+    texts: &[ExportText],
+    range: HashRange<'_>,
+    tx: &std::sync::mpsc::SyncSender<Vec<ExportRow>>,
+) -> Result<u64, CatalogError> {
+    let mut rows = 0u64;
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let done = catalog.export_rows_in(texts, range, |row| {
+        rows += 1;
+        batch.push(row);
+        if batch.len() >= BATCH_ROWS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+            tx.send(full).map_err(drop)?;
+        }
+        Ok::<(), ()>(())
+    })?;
+    if done.is_ok() && !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
