@@ -44,18 +44,7 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
     } else {
         None
     };
-    let bias_f32 = match &bias {
-        Some(b) if b.dtype() == DType::F32 && b.device().is_cpu() => {
-            Some(Arc::new(b.to_vec1::<f32>()?))
-        }
-        _ => None,
-    };
-    Ok(Linear {
-        weight,
-        bias,
-        bias_f32,
-        span: tracing::span!(tracing::Level::TRACE, "linear"),
-    })
+    Linear::from_parts(weight, bias)
 }
 
 impl Linear {
@@ -80,24 +69,20 @@ impl Linear {
     pub fn concat(layers: &[&Linear]) -> Result<Linear> {
         let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
         let weight = Tensor::cat(&weights, 0)?;
-        let bias = if layers.iter().all(|l| l.bias.is_some()) {
-            let biases: Vec<&Tensor> = layers.iter().filter_map(|l| l.bias.as_ref()).collect();
+        // A layer without bias contributes zeros, so the fused layer computes the same outputs.
+        let bias = if layers.iter().any(|l| l.bias.is_some()) {
+            let biases = layers
+                .iter()
+                .map(|l| match &l.bias {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(l.weight.dim(0)?, l.weight.dtype(), l.weight.device()),
+                })
+                .collect::<Result<Vec<_>>>()?;
             Some(Tensor::cat(&biases, 0)?)
         } else {
             None
         };
-        let bias_f32 = match &bias {
-            Some(b) if b.dtype() == DType::F32 && b.device().is_cpu() => {
-                Some(Arc::new(b.to_vec1::<f32>()?))
-            }
-            _ => None,
-        };
-        Ok(Linear {
-            weight,
-            bias,
-            bias_f32,
-            span: tracing::span!(tracing::Level::TRACE, "linear"),
-        })
+        Linear::from_parts(weight, bias)
     }
 
     /// `forward`, then `act`; on the CPU in f32 the bias and an exact GELU are fused into the
