@@ -64,6 +64,7 @@ struct RawLibrary {
     path: PathBuf,
     sidecars: Option<bool>,
     naming: Option<String>,
+    embed: Option<bool>,
     #[serde(default)]
     exclude: Vec<String>,
     poll: Option<toml::Value>,
@@ -114,6 +115,8 @@ pub struct Library {
     pub path: PathBuf,
     pub sidecars: bool,
     pub naming: SidecarNaming,
+    /// Also merge the XMP into JPEG and PNG originals (never RAW). Default off.
+    pub embed: bool,
     pub exclude: Vec<String>,
     pub poll: PollMode,
 }
@@ -136,7 +139,7 @@ pub struct ModelSettings {
     pub batch_size: usize,
 }
 
-/// How sidecars are written (for every library with `sidecars = true`).
+/// How sidecars are written (for every library with `sidecars = true` or `embed = true`).
 #[derive(Debug, Clone)]
 pub struct SidecarOptions {
     /// Parent of our hierarchical keywords: `AI` gives `AI|dog` and `AI/dog`; empty: top level.
@@ -258,6 +261,7 @@ impl Settings {
                 path: anchor(lib.path),
                 sidecars: lib.sidecars.unwrap_or(true),
                 naming,
+                embed: lib.embed.unwrap_or(false),
                 exclude: lib.exclude,
                 poll,
             });
@@ -389,6 +393,7 @@ database = "cat.db"
 path = "/photos"
 sidecars = false
 naming = "stem"
+embed = true
 exclude = ["**/.thumbnails/**"]
 poll = true
 [model]
@@ -410,6 +415,8 @@ idle_unload = "90s"
         assert_eq!(s.libraries[0].naming, SidecarNaming::Stem);
         assert_eq!(s.libraries[0].poll, PollMode::Always);
         assert!(!s.libraries[0].sidecars);
+        assert!(s.libraries[0].embed);
+        assert!(!parse("[[library]]\npath = \"/p\"").unwrap().libraries[0].embed);
         assert_eq!(
             s.model.location,
             ModelLocation::Dir("/etc/captiond/models/tiny".into())
@@ -442,5 +449,12 @@ idle_unload = "90s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("library[0].exclude"), "{e}");
+        let e = chain(parse("[[library]]\npath = \"/p\"\nembed = \"yes\"").unwrap_err());
+        assert!(
+            e.contains("embed") && e.contains("boolean") && e.contains("/etc/captiond/config.toml"),
+            "{e}"
+        );
+        let e = chain(parse("[[library]]\npath = \"/p\"\nembedded = true").unwrap_err());
+        assert!(e.contains("embedded"), "{e}");
     }
 }

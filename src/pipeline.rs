@@ -98,7 +98,8 @@ pub struct BatchReport {
     pub finished: Vec<String>,
 }
 
-/// Reads the first present copy whose bytes still hash to the job's content and decodes it.
+/// Reads the first present copy whose bytes still hash to the job's content (or are that content
+/// with XMP we embedded: an alias of it) and decodes it.
 fn load_job_image(catalog: &Catalog, job: &Job) -> Result<(PathBuf, DecodedImage), anyhow::Error> {
     let paths = catalog.present_paths_for_hash(&job.hash)?;
     let limits = DecodeLimits::default();
@@ -107,7 +108,10 @@ fn load_job_image(catalog: &Catalog, job: &Job) -> Result<(PathBuf, DecodedImage
         let Ok(bytes) = std::fs::read(path) else {
             continue;
         };
-        if blake3::hash(&bytes).to_hex().as_str() != job.hash {
+        let file_hash = blake3::hash(&bytes).to_hex();
+        if file_hash.as_str() != job.hash
+            && catalog.resolve_content(file_hash.as_str())?.as_deref() != Some(job.hash.as_str())
+        {
             // Edited since it was catalogued: the scanner will record the new content.
             continue;
         }

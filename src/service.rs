@@ -9,7 +9,8 @@
 //! The templates in `systemd/` and `launchd/` are compiled in and are the one source of the
 //! sandbox and scheduling settings; rendering only replaces what depends on the machine:
 //! `ExecStart`, `User`/`Group`, the `HF_*` environment and one `ReadWritePaths` per folder the
-//! daemon writes to (the catalog's folder, the Hugging Face cache, each library with sidecars).
+//! daemon writes to (the catalog's folder, the Hugging Face cache, each library with sidecars or
+//! embedded XMP).
 
 use std::fmt::Write as _;
 use std::io;
@@ -290,7 +291,7 @@ impl ServiceSpec {
             settings
                 .libraries
                 .iter()
-                .filter(|l| l.sidecars)
+                .filter(|l| l.sidecars || l.embed)
                 .map(|l| l.path.clone()),
         );
         let always_writable: Vec<PathBuf> = match scope {
@@ -1042,6 +1043,22 @@ path = "/photos/with sidecars/sub"
 path = "/archive"
 sidecars = false
 "#;
+
+    #[test]
+    fn a_library_with_embedded_xmp_only_is_writable() {
+        let s = settings(
+            "database = \"/srv/catalog/catalog.db\"\n[[library]]\npath = \"/embedded\"\n\
+             sidecars = false\nembed = true\n",
+        );
+        let spec = ServiceSpec::with_env(
+            &s,
+            inputs(Platform::Systemd, Scope::User),
+            env(&[("HOME", "/home/me")]),
+        )
+        .unwrap();
+        let unit = render(&spec);
+        assert!(unit.contains("ReadWritePaths=-/embedded\n"), "{unit}");
+    }
 
     #[test]
     fn user_unit_lists_written_folders_and_runs_the_binary() {

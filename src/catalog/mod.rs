@@ -4,7 +4,10 @@
 //!
 //! Why content-addressed: a photo is identified by the hash of its bytes, so identical files at two
 //! paths are captioned once and a move/rename keeps its results. Everything keyed on the hash
-//! (`contents`, `jobs`, `results`, `keywords`) outlives the `photos` rows that point at it.
+//! (`contents`, `jobs`, `results`, `keywords`) outlives the `photos` rows that point at it. XMP we
+//! embed into a JPEG or PNG changes its bytes but not its content: `content_aliases` maps the new
+//! bytes' hash to the content, and every place that turns a file's hash into a content resolves it
+//! ([`Catalog::resolve_content`], `record_photo`), so an embedded photo is never captioned again.
 //!
 //! Files: [`schema`] (migrations on `PRAGMA user_version`), [`store`] (libraries, photos, results,
 //! FTS rows, the bulk [`Batch`]), [`queue`] (jobs: enqueue, claim, finish, fail, back-off) and

@@ -112,7 +112,18 @@ CREATE VIRTUAL TABLE photo_fts USING fts5(
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: embedded XMP. Embedding into a JPEG or PNG changes its bytes (so its blake3) but not
+/// what it shows: a row here says "a file whose bytes hash to `file_hash` is content `hash` plus
+/// XMP captiond embedded", so the scanner and the worker keep treating it as that content instead
+/// of captioning it again. `hash` is always a `contents` row, never another alias.
+const V2: &str = r#"
+CREATE TABLE content_aliases (
+    file_hash TEXT PRIMARY KEY,
+    hash      TEXT NOT NULL REFERENCES contents(hash)
+) WITHOUT ROWID;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -245,6 +256,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         let first = tables(&conn);
         for t in [
+            "content_aliases",
             "contents",
             "jobs",
             "keywords",
@@ -310,5 +322,61 @@ mod tests {
             .unwrap();
         assert_eq!(results.len(), 2);
         assert!(results.iter().any(|r| r.regions.len() == 2));
+
+        // Version 2 on top: the alias table exists and works on the old data.
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
+        assert!(tables(&conn).iter().any(|t| t == "content_aliases"));
+        drop(conn);
+        let old = "1111111111111111111111111111111111111111111111111111111111111111";
+        let embedded = "eeee111111111111111111111111111111111111111111111111111111111111";
+        assert_eq!(
+            cat.alias_embedded(old, embedded).unwrap().as_deref(),
+            Some(old)
+        );
+        assert_eq!(cat.resolve_content(embedded).unwrap().as_deref(), Some(old));
+        let row = cat
+            .photo_by_path(Path::new("/photos/park/IMG_0001.JPG"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.hash, old);
+        assert!(cat
+            .adopt_embedded(&row.path, embedded, row.size + 100, row.mtime_ns + 1)
+            .unwrap());
+        let lib = cat.libraries().unwrap()[0].id;
+        let out = cat
+            .record_photo(
+                lib,
+                Path::new("/photos/moved/IMG_0001.JPG"),
+                row.size + 100,
+                7,
+                embedded,
+                &crate::catalog::MediaFacts::default(),
+            )
+            .unwrap();
+        assert_eq!(out.hash, old, "a moved embedded copy is the old content");
+        assert!(!out.content_is_new);
+    }
+
+    /// A catalog opened read-only while still at version 1 asks for the upgrade instead of
+    /// failing on the missing alias table.
+    #[test]
+    fn v1_catalog_read_only_needs_upgrade() {
+        let sql = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/catalog/v1.sql"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&sql)
+            .unwrap();
+        let err = Catalog::open_readonly(&path).unwrap_err();
+        assert!(
+            matches!(err, CatalogError::NeedsUpgrade { found: 1, .. }),
+            "{err:?}"
+        );
     }
 }

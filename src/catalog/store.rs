@@ -107,9 +107,13 @@ impl Default for MediaFacts {
 }
 
 /// What [`Catalog::record_photo`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordOutcome {
     pub photo_id: i64,
+    /// The content the path was recorded under: the hash given, or, when that is the hash of a
+    /// file we embedded XMP into, the content it was embedded into (see
+    /// [`Catalog::alias_embedded`]). Enqueue this one.
+    pub hash: String,
     /// The hash was not in the catalog before: nothing has ever been captioned for it.
     pub content_is_new: bool,
     /// The path is new, now holds different content, or came back after being gone. The caller
@@ -284,6 +288,8 @@ impl Catalog {
 
     /// Records a settled file: its content (first time the hash is seen) and the path (present,
     /// `last_seen` now). A path that already has results for its content gets its search row.
+    /// `hash` is the blake3 of the file's bytes; a hash of bytes we embedded XMP into is recorded
+    /// as the content they came from ([`RecordOutcome::hash`]).
     pub fn record_photo(
         &self,
         library_id: i64,
@@ -419,6 +425,98 @@ impl Catalog {
     pub fn keywords_for_hash(&self, hash: &str) -> Result<Vec<String>, CatalogError> {
         self.read("keywords_for_hash", |c| keywords_of(c, hash))
     }
+
+    /// The content a file whose bytes hash to `file_hash` holds: `file_hash` itself when it is a
+    /// known content, the content it was embedded from when it is an alias, `None` when unknown.
+    pub fn resolve_content(&self, file_hash: &str) -> Result<Option<String>, CatalogError> {
+        self.read("resolve_content", |c| {
+            let resolved = resolve_alias(c, file_hash)?;
+            let known = c
+                .prepare_cached("SELECT 1 FROM contents WHERE hash = ?1")?
+                .query_row([&resolved], |_| Ok(()))
+                .optional()?
+                .is_some();
+            Ok(known.then_some(resolved))
+        })
+    }
+
+    /// Embedding XMP is about to replace bytes hashing to `old_file_hash` with bytes hashing to
+    /// `new_file_hash`: records `new_file_hash` as an alias of the content the old bytes hold
+    /// (resolved through earlier aliases, so aliases never chain), so whoever hashes the new file
+    /// (a rescan, a watcher, the worker) finds that content and nothing is captioned again.
+    /// Call it *before* the new bytes are put in place. Returns the content, or `None` (nothing
+    /// recorded) when the old bytes are no known content, e.g. an edit not yet scanned: the new
+    /// file is then new content, as it would be without us.
+    pub fn alias_embedded(
+        &self,
+        old_file_hash: &str,
+        new_file_hash: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        self.write("alias_embedded", |c| {
+            alias_in(c, old_file_hash, new_file_hash)
+        })
+    }
+
+    /// The file at `path` now holds bytes hashing to `file_hash` (an alias from
+    /// [`Catalog::alias_embedded`]) with this size and mtime: the photo row takes them, so a rescan
+    /// sees an unchanged file and does not even read it. Only when the row still holds the content
+    /// the alias names; returns whether it was updated. Call it *after* the new bytes are in place.
+    pub fn adopt_embedded(
+        &self,
+        path: &Path,
+        file_hash: &str,
+        size: u64,
+        mtime_ns: i64,
+    ) -> Result<bool, CatalogError> {
+        self.write("adopt_embedded", |c| {
+            let content = resolve_alias(c, file_hash)?;
+            let n = c
+                .prepare_cached(
+                    "UPDATE photos SET size = ?3, mtime_ns = ?4 WHERE path = ?1 AND hash = ?2",
+                )?
+                .execute(params![path_to_sql(path), content, to_i64(size), mtime_ns])?;
+            Ok(n > 0)
+        })
+    }
+}
+
+/// The content `file_hash` is an alias of, or `file_hash` itself.
+fn resolve_alias(c: &Connection, file_hash: &str) -> rusqlite::Result<String> {
+    Ok(
+        c.prepare_cached("SELECT hash FROM content_aliases WHERE file_hash = ?1")?
+            .query_row([file_hash], |r| r.get(0))
+            .optional()?
+            .unwrap_or_else(|| file_hash.to_string()),
+    )
+}
+
+/// See [`Catalog::alias_embedded`].
+fn alias_in(
+    c: &Connection,
+    old_file_hash: &str,
+    new_file_hash: &str,
+) -> rusqlite::Result<Option<String>> {
+    let content = resolve_alias(c, old_file_hash)?;
+    let known = |h: &str| -> rusqlite::Result<bool> {
+        Ok(c.prepare_cached("SELECT 1 FROM contents WHERE hash = ?1")?
+            .query_row([h], |_| Ok(()))
+            .optional()?
+            .is_some())
+    };
+    if !known(&content)? {
+        return Ok(None);
+    }
+    // The new bytes are already a content of their own (the same file catalogued elsewhere):
+    // they keep that identity.
+    if new_file_hash == content || known(new_file_hash)? {
+        return Ok(Some(content));
+    }
+    c.prepare_cached(
+        "INSERT INTO content_aliases(file_hash, hash) VALUES (?1, ?2)
+         ON CONFLICT(file_hash) DO NOTHING",
+    )?
+    .execute(params![new_file_hash, content])?;
+    resolve_alias(c, new_file_hash).map(Some)
 }
 
 /// A write transaction for bulk discovery work, from [`Catalog::batch`]. Dropping it without
@@ -534,6 +632,8 @@ pub(crate) fn record_in(
     hash: &str,
     media: &MediaFacts,
 ) -> rusqlite::Result<RecordOutcome> {
+    // Bytes we embedded XMP into are the content they were embedded into.
+    let hash: &str = &resolve_alias(c, hash)?;
     let content_is_new =
         c.prepare_cached(
             "INSERT INTO contents(hash, size, width, height, orientation, taken_at, camera_make,
@@ -571,6 +671,7 @@ pub(crate) fn record_in(
             }
             Ok(RecordOutcome {
                 photo_id,
+                hash: hash.to_string(),
                 content_is_new,
                 changed: true,
             })
@@ -598,6 +699,7 @@ pub(crate) fn record_in(
             }
             Ok(RecordOutcome {
                 photo_id,
+                hash: hash.to_string(),
                 content_is_new,
                 changed,
             })
@@ -1172,6 +1274,121 @@ pub(crate) mod tests {
             .unwrap();
         assert!(o.changed);
         assert!(f.cat.enqueue(&h, PROFILE, Priority::New).unwrap());
+    }
+
+    #[test]
+    fn embedded_bytes_resolve_to_their_content_and_are_not_queued_again() {
+        let f = fixture();
+        let h = add_captioned(
+            &f,
+            "/photos/emb.jpg",
+            "pixels",
+            MediaFacts::default(),
+            "A red kite.",
+            &["kite"],
+        );
+        let e1 = hash_of("pixels + our xmp");
+        let unknown = hash_of("never seen");
+        assert_eq!(f.cat.resolve_content(&h).unwrap().as_deref(), Some(&*h));
+        assert_eq!(f.cat.resolve_content(&e1).unwrap(), None);
+        assert_eq!(f.cat.resolve_content(&unknown).unwrap(), None);
+
+        // Before the rename: the alias; after: the row takes the new stat.
+        assert_eq!(f.cat.alias_embedded(&h, &e1).unwrap().as_deref(), Some(&*h));
+        assert_eq!(f.cat.resolve_content(&e1).unwrap().as_deref(), Some(&*h));
+        let p = Path::new("/photos/emb.jpg");
+        assert!(f.cat.adopt_embedded(p, &e1, 20, 99).unwrap());
+        assert_eq!(
+            f.cat.photo_stats_under(f.lib).unwrap()[p],
+            (20, 99, PhotoState::Present)
+        );
+        let row = f.cat.photo_by_path(p).unwrap().unwrap();
+        assert_eq!(row.hash, h, "the row keeps its content");
+
+        // A rescan that hashes the file anyway (restart, watcher race): same content, unchanged.
+        let o = f
+            .cat
+            .record_photo(f.lib, p, 20, 99, &e1, &MediaFacts::default())
+            .unwrap();
+        assert_eq!(o.hash, h);
+        assert!(!o.changed && !o.content_is_new);
+        // Moved or copied elsewhere: a new path of the old content, whose job is done.
+        let moved = Path::new("/photos/other/emb.jpg");
+        let o = f
+            .cat
+            .record_photo(f.lib, moved, 20, 5, &e1, &MediaFacts::default())
+            .unwrap();
+        assert_eq!(o.hash, h);
+        assert!(o.changed && !o.content_is_new);
+        assert!(!f.cat.enqueue(&o.hash, PROFILE, Priority::New).unwrap());
+        assert_eq!(f.cat.queue_counts(None).unwrap().pending, 0);
+        let mut found = paths(&f.cat.search(&SearchQuery::new("kite")).unwrap());
+        found.sort();
+        assert_eq!(found, vec!["/photos/emb.jpg", "/photos/other/emb.jpg"]);
+
+        // Embedding again into embedded bytes: a new alias of the same content, no chain.
+        let e2 = hash_of("pixels + our xmp, updated");
+        assert_eq!(
+            f.cat.alias_embedded(&e1, &e2).unwrap().as_deref(),
+            Some(&*h)
+        );
+        let target: String = f
+            .cat
+            .conn
+            .query_row(
+                "SELECT hash FROM content_aliases WHERE file_hash = ?1",
+                [&e2],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(target, h);
+        assert!(f.cat.adopt_embedded(p, &e2, 21, 100).unwrap());
+        let o = f
+            .cat
+            .record_photo(f.lib, p, 21, 100, &e2, &MediaFacts::default())
+            .unwrap();
+        assert_eq!(o.hash, h);
+        assert!(!o.changed);
+
+        // Bytes of no known content (an edit not scanned yet): nothing recorded.
+        assert_eq!(f.cat.alias_embedded(&unknown, &hash_of("x")).unwrap(), None);
+        assert_eq!(f.cat.resolve_content(&hash_of("x")).unwrap(), None);
+        // The new bytes are a content of their own: they keep it.
+        let other = add_captioned(
+            &f,
+            "/photos/o.jpg",
+            "other",
+            MediaFacts::default(),
+            "A cat.",
+            &["cat"],
+        );
+        assert_eq!(
+            f.cat.alias_embedded(&h, &other).unwrap().as_deref(),
+            Some(&*h)
+        );
+        assert_eq!(
+            f.cat.resolve_content(&other).unwrap().as_deref(),
+            Some(&*other)
+        );
+        // A row that holds other content is not adopted.
+        assert!(!f
+            .cat
+            .adopt_embedded(Path::new("/photos/o.jpg"), &e1, 1, 1)
+            .unwrap());
+        assert!(!f
+            .cat
+            .adopt_embedded(Path::new("/photos/missing.jpg"), &e1, 1, 1)
+            .unwrap());
+
+        // Someone edits the embedded file: new bytes, no alias, new content captioned as usual.
+        let edited = hash_of("pixels + our xmp, then cropped");
+        let o = f
+            .cat
+            .record_photo(f.lib, p, 30, 200, &edited, &MediaFacts::default())
+            .unwrap();
+        assert_eq!(o.hash, edited);
+        assert!(o.changed && o.content_is_new);
+        assert!(f.cat.enqueue(&o.hash, PROFILE, Priority::New).unwrap());
     }
 
     #[test]

@@ -263,13 +263,28 @@ fn check_library(i: usize, lib: &Library, config: &str, report: &mut Report) -> 
         ),
         _ => report.ok(&check, format!("readable, on {what}, {how}")),
     }
-    if lib.sidecars {
-        check_sidecars(root, &key, config, report);
+    if lib.sidecars || lib.embed {
+        let keys = match (lib.sidecars, lib.embed) {
+            (true, true) => (
+                "sidecars and embedded XMP are on",
+                "sidecars = false and embed = false",
+            ),
+            (true, false) => ("sidecars are on", "sidecars = false"),
+            _ => ("embedded XMP is on", "embed = false"),
+        };
+        check_sidecars(root, &key, keys, config, report);
     }
     Some(!polled)
 }
 
-fn check_sidecars(root: &Path, key: &str, config: &str, report: &mut Report) {
+/// `(on, off)`: which writing keys (`sidecars`, `embed`) are on, and how to turn them off.
+fn check_sidecars(
+    root: &Path,
+    key: &str,
+    (on, off): (&str, &str),
+    config: &str,
+    report: &mut Report,
+) {
     let check = format!("sidecars {}", root.display());
     match access_writable(root) {
         Ok(()) => report.ok(&check, "XMP sidecars can be written here"),
@@ -282,16 +297,14 @@ fn check_sidecars(root: &Path, key: &str, config: &str, report: &mut Report) {
             report.emit(
                 Level::Fail,
                 &check,
-                &format!("sidecars are on but this folder is not writable: {why}"),
+                &format!("{on} but this folder is not writable: {why}"),
                 &[
                     format!(
                         "give the user running captiond write permission on {} and its folders \
                          (chown/chmod or an ACL; a share: mount it read-write)",
                         root.display()
                     ),
-                    format!(
-                        "or set sidecars = false for {key} in {config}: results stay in the catalog"
-                    ),
+                    format!("or set {off} for {key} in {config}: results stay in the catalog"),
                 ],
             );
         }

@@ -1,5 +1,6 @@
-//! `captiond sidecars rewrite [PATH]`: regenerate XMP sidecars from the catalog (after a change
-//! of naming, keyword parent or MWG setting), touching only files whose content changes.
+//! `captiond sidecars rewrite [PATH]`: regenerate XMP sidecars (and, in libraries with
+//! `embed = true`, the XMP embedded in JPEG and PNG originals) from the catalog (after a change
+//! of naming, keyword parent, MWG or embed setting), touching only files whose content changes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use clap::{Args, Subcommand};
 
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::sidecar::{rewrite_under, SidecarSettings, WriteOutcome};
+use crate::daemon::worker::sidecar_settings;
+use crate::sidecar::{rewrite_under, WriteOutcome};
 
 #[derive(Debug, Args)]
 pub struct SidecarsArgs {
@@ -19,8 +21,8 @@ pub struct SidecarsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SidecarsCommand {
-    /// Rewrite the sidecars of every catalogued photo at or under PATH (default: all libraries
-    /// with `sidecars = true`).
+    /// Rewrite the sidecars (and embedded XMP) of every catalogued photo at or under PATH
+    /// (default: all libraries with `sidecars = true` or `embed = true`).
     Rewrite {
         /// A library, folder or photo.
         path: Option<PathBuf>,
@@ -39,6 +41,7 @@ pub fn run(config: Option<&Path>, args: SidecarsArgs) -> anyhow::Result<ExitCode
         None => None,
     };
     let (mut written, mut unchanged, mut skipped, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    let (mut embedded, mut embedded_unchanged) = (0usize, 0usize);
     rewrite_under(
         &catalog,
         under.as_deref(),
@@ -48,19 +51,21 @@ pub fn run(config: Option<&Path>, args: SidecarsArgs) -> anyhow::Result<ExitCode
                 .iter()
                 .filter(|l| photo.starts_with(&l.path))
                 .max_by_key(|l| l.path.as_os_str().len())?;
-            lib.sidecars.then(|| SidecarSettings {
-                naming: lib.naming,
-                keyword_parent: settings.sidecar.keyword_parent.clone(),
-                mwg_regions: settings.sidecar.mwg_regions,
-                ..SidecarSettings::default()
-            })
+            sidecar_settings(lib, &settings.sidecar)
         },
         |photo, outcome| match outcome {
-            Ok(o) => match o.sidecar {
-                WriteOutcome::Created | WriteOutcome::Updated => written += 1,
-                WriteOutcome::Unchanged => unchanged += 1,
-                WriteOutcome::Skipped(_) => skipped += 1,
-            },
+            Ok(o) => {
+                match o.sidecar {
+                    WriteOutcome::Created | WriteOutcome::Updated => written += 1,
+                    WriteOutcome::Unchanged => unchanged += 1,
+                    WriteOutcome::Skipped(_) => skipped += 1,
+                }
+                match o.embedded {
+                    WriteOutcome::Created | WriteOutcome::Updated => embedded += 1,
+                    WriteOutcome::Unchanged => embedded_unchanged += 1,
+                    WriteOutcome::Skipped(_) => {}
+                }
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("captiond: error: {}: {e}", photo.display());
@@ -70,6 +75,9 @@ pub fn run(config: Option<&Path>, args: SidecarsArgs) -> anyhow::Result<ExitCode
     println!(
         "sidecars: {written} written, {unchanged} unchanged, {skipped} skipped, {failed} failed"
     );
+    if settings.libraries.iter().any(|l| l.embed) {
+        println!("embedded XMP: {embedded} written, {embedded_unchanged} unchanged");
+    }
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

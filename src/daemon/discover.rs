@@ -494,12 +494,14 @@ impl Discovery {
                     let outcome = batch
                         .record_photo(lib_id, &p.path, p.size, p.mtime_ns, &p.hash, &p.media)?;
                     stats.recorded += 1;
+                    // `outcome.hash`, not `p.hash`: a file we embedded XMP into is the content
+                    // it was embedded into.
                     let queued =
-                        outcome.changed && batch.enqueue(&p.hash, &self.profile, priority)?;
+                        outcome.changed && batch.enqueue(&outcome.hash, &self.profile, priority)?;
                     if queued {
                         stats.queued += 1;
                         self.totals.queued += 1;
-                        tracing::debug!(path = %p.path.display(), hash = %p.hash, "queued");
+                        tracing::debug!(path = %p.path.display(), hash = %outcome.hash, "queued");
                     } else {
                         self.totals.skipped += 1;
                     }

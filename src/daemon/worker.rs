@@ -167,7 +167,9 @@ pub fn work(
 }
 
 /// Writes (merges) the XMP sidecar of every present photo holding `hash`, in libraries with
-/// `sidecars = true`. A failure is logged with the file's name and the worker goes on.
+/// `sidecars = true`, and embeds it into JPEG and PNG originals in libraries with `embed = true`
+/// (the catalog follows the new bytes, so they are not captioned again). A failure is logged
+/// with the file's name and the worker goes on.
 fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOptions, hash: &str) {
     let paths = match catalog.present_paths_for_hash(hash) {
         Ok(p) => p,
@@ -180,19 +182,18 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOpt
         let Some(lib) = library_of(libraries, &path) else {
             continue;
         };
-        if !lib.sidecars {
+        let Some(settings) = sidecar_settings(lib, options) else {
             continue;
-        }
-        let settings = SidecarSettings {
-            naming: lib.naming,
-            keyword_parent: options.keyword_parent.clone(),
-            mwg_regions: options.mwg_regions,
-            ..SidecarSettings::default()
         };
         match rewrite(catalog, &path, &settings) {
             Ok(outcome) => {
                 if let WriteOutcome::Skipped(reason) = &outcome.sidecar {
                     tracing::debug!(path = %path.display(), %reason, "no sidecar written");
+                }
+                if let WriteOutcome::Skipped(reason) = &outcome.embedded {
+                    if settings.embed {
+                        tracing::debug!(path = %path.display(), %reason, "no XMP embedded");
+                    }
                 }
             }
             Err(e) => tracing::warn!(
@@ -202,6 +203,17 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOpt
             ),
         }
     }
+}
+
+/// What a library writes: `None` when it has neither sidecars nor embedding.
+pub fn sidecar_settings(lib: &Library, options: &SidecarOptions) -> Option<SidecarSettings> {
+    (lib.sidecars || lib.embed).then(|| SidecarSettings {
+        sidecar: lib.sidecars,
+        naming: lib.naming,
+        keyword_parent: options.keyword_parent.clone(),
+        mwg_regions: options.mwg_regions,
+        embed: lib.embed,
+    })
 }
 
 fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> {

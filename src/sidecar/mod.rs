@@ -17,6 +17,9 @@
 //!     WriteOutcome::Skipped(reason) => tracing::debug!(%reason, "no sidecar"),
 //! }
 //! embed_xmp(image, &content, &settings)?;   // Skipped(EmbedDisabled) unless settings.embed
+//! // For a catalogued photo, let the catalog follow the new bytes (what `rewrite` does):
+//! # let catalog: captiond::catalog::Catalog = unimplemented!();
+//! embed_xmp_observed(image, &content, &settings, &catalog)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -26,7 +29,10 @@
 //! - [`SidecarContent::from_results`] builds what we write from the catalog's results.
 //! - [`write_sidecar`] merges into the sidecar (or creates it) and returns a [`WriteOutcome`].
 //! - [`embed_xmp`] does the same inside a JPEG (`APP1`) or PNG (`iTXt`) when
-//!   [`SidecarSettings::embed`] is set; never RAW.
+//!   [`SidecarSettings::embed`] is set; never RAW. That changes the file's bytes, so its hash:
+//!   [`embed_xmp_observed`] with the [`Catalog`] as [`EmbedObserver`] records the new hash as an
+//!   alias of the photo's content (before the rename) and its new size and mtime (after), so the
+//!   photo is not captioned again.
 //! - [`rewrite`] / [`rewrite_under`] regenerate from the catalog (for `captiond sidecars rewrite
 //!   [PATH]`); files whose content would not change are not touched.
 //!
@@ -63,12 +69,15 @@ pub use naming::{is_raw, sidecar_path, SidecarLocation};
 pub use xmp::{Packet, XmpError};
 
 use content::Clean;
-use write::{update_file, Change, Done};
+use write::{update_file, update_file_observed, Change, Done};
 
-/// How sidecars are written. Recommended config keys: `naming` per `[[library]]`, the rest in a
-/// `[sidecar]` table as `keyword_parent`, `mwg_regions`, `embed`.
+/// How sidecars are written. Config keys: `sidecars`, `naming` and `embed` per `[[library]]`,
+/// `keyword_parent` and `mwg_regions` in the `[sidecar]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SidecarSettings {
+    /// Write the sidecar file at all (`sidecars`). Default on; off with [`Self::embed`] on
+    /// embeds only.
+    pub sidecar: bool,
     /// `ext` (`IMG_1.JPG.xmp`, default) or `stem` (`IMG_1.xmp`).
     pub naming: SidecarNaming,
     /// Parent of our hierarchical keywords (`AI` → `AI|dog`, `AI/dog`); `|` or `/` nest further;
@@ -84,6 +93,7 @@ pub struct SidecarSettings {
 impl Default for SidecarSettings {
     fn default() -> Self {
         SidecarSettings {
+            sidecar: true,
             naming: SidecarNaming::Ext,
             keyword_parent: "AI".to_string(),
             mwg_regions: false,
@@ -111,6 +121,8 @@ pub enum SkipReason {
     ReadOnly,
     /// No sidecar exists and we have nothing to put in one.
     NothingToWrite,
+    /// [`SidecarSettings::sidecar`] is off.
+    SidecarDisabled,
     /// [`SidecarSettings::embed`] is off.
     EmbedDisabled,
     /// Not a JPEG or PNG (RAW files are never embedded into).
@@ -127,6 +139,7 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::ReadOnly => f.write_str("the file is read-only"),
             SkipReason::NothingToWrite => f.write_str("nothing to write"),
+            SkipReason::SidecarDisabled => f.write_str("sidecars are off"),
             SkipReason::EmbedDisabled => f.write_str("embedding is off"),
             SkipReason::NotEmbeddable => f.write_str("not a JPEG or PNG"),
             SkipReason::NotInCatalog => f.write_str("not in the catalog"),
@@ -195,12 +208,16 @@ fn outcome(done: Done) -> WriteOutcome {
     }
 }
 
-/// Merges `content` into `image`'s sidecar, creating it if needed. See the module docs.
+/// Merges `content` into `image`'s sidecar, creating it if needed (only with
+/// `settings.sidecar`). See the module docs.
 pub fn write_sidecar(
     image: &Path,
     content: &SidecarContent,
     settings: &SidecarSettings,
 ) -> Result<WriteOutcome, SidecarError> {
+    if !settings.sidecar {
+        return Ok(WriteOutcome::Skipped(SkipReason::SidecarDisabled));
+    }
     let path = match sidecar_path(image, settings.naming) {
         SidecarLocation::Skip { writer, .. } => {
             return Ok(WriteOutcome::Skipped(SkipReason::NotWriter { writer }))
@@ -228,12 +245,75 @@ pub fn write_sidecar(
     Ok(outcome(done))
 }
 
+/// Told when embedding replaces an original's bytes, so that whoever knows files by the hash of
+/// their bytes keeps recognising this one. [`Catalog`] implements it (see
+/// [`Catalog::alias_embedded`]: the new bytes stay the content they were, nothing is captioned
+/// again); `()` ignores both calls.
+pub trait EmbedObserver {
+    /// The bytes of `image` (blake3 hex `old_hash`) are about to be replaced by bytes hashing to
+    /// `new_hash`. An error abandons the embed; the file is left as it was.
+    fn before_replace(
+        &self,
+        image: &Path,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), SidecarError>;
+    /// The new bytes are in place, with this size and mtime (nanoseconds since the epoch, as
+    /// discovery reads them). The file is written whatever happens here: log failures.
+    fn after_replace(&self, image: &Path, new_hash: &str, size: u64, mtime_ns: i64);
+}
+
+impl EmbedObserver for () {
+    fn before_replace(&self, _: &Path, _: &str, _: &str) -> Result<(), SidecarError> {
+        Ok(())
+    }
+    fn after_replace(&self, _: &Path, _: &str, _: u64, _: i64) {}
+}
+
+impl EmbedObserver for Catalog {
+    fn before_replace(
+        &self,
+        image: &Path,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), SidecarError> {
+        self.alias_embedded(old_hash, new_hash)
+            .map(drop)
+            .map_err(|source| SidecarError::Catalog {
+                path: image.to_path_buf(),
+                source: Box::new(source),
+            })
+    }
+
+    fn after_replace(&self, image: &Path, new_hash: &str, size: u64, mtime_ns: i64) {
+        // Without this the next scan reads and hashes the file once, and finds the alias.
+        if let Err(e) = self.adopt_embedded(image, new_hash, size, mtime_ns) {
+            tracing::warn!(
+                path = %image.display(),
+                "embedded XMP written, but its new size and mtime are not in the catalog: {e}"
+            );
+        }
+    }
+}
+
 /// Merges `content` into the XMP embedded in a JPEG or PNG `image` (only with `settings.embed`;
-/// never RAW). Without it, originals are never opened for writing.
+/// never RAW). Without it, originals are never opened for writing. The file's bytes change, so
+/// to a catalog it looks like new content: use [`embed_xmp_observed`] with the catalog (as
+/// [`rewrite`] does) for photos it knows.
 pub fn embed_xmp(
     image: &Path,
     content: &SidecarContent,
     settings: &SidecarSettings,
+) -> Result<WriteOutcome, SidecarError> {
+    embed_xmp_observed(image, content, settings, &())
+}
+
+/// [`embed_xmp`] telling `observer` when it replaces the file (see [`EmbedObserver`]).
+pub fn embed_xmp_observed(
+    image: &Path,
+    content: &SidecarContent,
+    settings: &SidecarSettings,
+    observer: &dyn EmbedObserver,
 ) -> Result<WriteOutcome, SidecarError> {
     if !settings.embed {
         return Ok(WriteOutcome::Skipped(SkipReason::EmbedDisabled));
@@ -242,23 +322,27 @@ pub fn embed_xmp(
         return Ok(WriteOutcome::Skipped(SkipReason::NotEmbeddable));
     }
     let clean = content.clean(settings);
-    let done = update_file(image, |old| {
-        let Some(data) = old else {
-            return Err(SidecarError::Io {
-                path: image.to_path_buf(),
-                action: "open",
-                source: std::io::ErrorKind::NotFound.into(),
-            });
-        };
-        if embed::embed_format(data).is_none() {
-            return Ok(Change::Skip(SkipReason::NotEmbeddable));
-        }
-        embed::apply(image, data, |old| match old {
-            Some(old) => merged(&old, &clean, settings),
-            None if clean.is_empty() => None,
-            None => merged(&Packet::default(), &clean, settings),
-        })
-    })?;
+    let done = update_file_observed(
+        image,
+        |old| {
+            let Some(data) = old else {
+                return Err(SidecarError::Io {
+                    path: image.to_path_buf(),
+                    action: "open",
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            };
+            if embed::embed_format(data).is_none() {
+                return Ok(Change::Skip(SkipReason::NotEmbeddable));
+            }
+            embed::apply(image, data, |old| match old {
+                Some(old) => merged(&old, &clean, settings),
+                None if clean.is_empty() => None,
+                None => merged(&Packet::default(), &clean, settings),
+            })
+        },
+        observer,
+    )?;
     Ok(outcome(done))
 }
 
@@ -269,9 +353,11 @@ pub struct RewriteOutcome {
     pub embedded: WriteOutcome,
 }
 
-/// Regenerates one photo's sidecar (and embedded XMP when `settings.embed`) from the catalog:
-/// its stored results and keywords, its stored pixel size read from the file header. Photos
-/// whose results were removed lose our fields; untouched if nothing changes.
+/// Regenerates one photo's sidecar (with `settings.sidecar`) and embedded XMP (with
+/// `settings.embed`) from the catalog: its stored results and keywords, its stored pixel size
+/// read from the file header. Photos whose results were removed lose our fields; untouched if
+/// nothing changes. Embedding keeps the photo's identity in the catalog (an alias of its content,
+/// its new size and mtime), so the changed file is not captioned again.
 pub fn rewrite(
     catalog: &Catalog,
     image: &Path,
@@ -296,14 +382,14 @@ pub fn rewrite(
     content.stored_size = ::image::image_dimensions(image).ok();
     Ok(RewriteOutcome {
         sidecar: write_sidecar(image, &content, settings)?,
-        embedded: embed_xmp(image, &content, settings)?,
+        embedded: embed_xmp_observed(image, &content, settings, catalog)?,
     })
 }
 
 /// [`rewrite`] for every present photo in the catalog at or under `under` (all when `None`), in
 /// path order. `settings_for` gives each photo's settings (its library's naming), or `None` to skip
-/// it (sidecars off for that library); `report` gets each photo's result, errors included, and the
-/// walk goes on.
+/// it (neither sidecars nor embedding for that library); `report` gets each photo's result, errors
+/// included, and the walk goes on.
 pub fn rewrite_under(
     catalog: &Catalog,
     under: Option<&Path>,

@@ -156,7 +156,19 @@ fn real_target(path: &Path) -> PathBuf {
 /// Atomically replaces `path` with what `change` makes of its current bytes (`None`: no file).
 pub(crate) fn update_file(
     path: &Path,
+    change: impl FnMut(Option<&[u8]>) -> Result<Change, SidecarError>,
+) -> Result<Done, SidecarError> {
+    update_file_observed(path, change, &())
+}
+
+/// [`update_file`] telling `observer` about a replacement of an existing file: before the new
+/// bytes are put in place (its error abandons the write, the file untouched) and after (with the
+/// size and mtime of the new bytes' file, read from the temp file before the rename, so they are
+/// ours even if another program writes right after). Creating a file is not reported.
+pub(crate) fn update_file_observed(
+    path: &Path,
     mut change: impl FnMut(Option<&[u8]>) -> Result<Change, SidecarError>,
+    observer: &dyn super::EmbedObserver,
 ) -> Result<Done, SidecarError> {
     let target = real_target(path);
     let dir = match target.parent() {
@@ -193,8 +205,16 @@ pub(crate) fn update_file(
         }
         file.write_all(&bytes).map_err(io_err(&tmp.path, "write"))?;
         file.sync_all().map_err(io_err(&tmp.path, "fsync"))?;
+        // The rename keeps size and mtime: this is what the file will look like in place.
+        let written = file.metadata().map_err(io_err(&tmp.path, "stat"))?;
         drop(file);
 
+        let new_hash = before
+            .as_ref()
+            .map(|b| (b.hash.to_hex(), blake3::hash(&bytes).to_hex()));
+        if let Some((old, new)) = &new_hash {
+            observer.before_replace(path, old.as_str(), new.as_str())?;
+        }
         if !unchanged_since(&target, &before)? {
             continue;
         }
@@ -218,6 +238,14 @@ pub(crate) fn update_file(
         }
         drop(tmp);
         sync_dir(&dir);
+        if let Some((_, new)) = &new_hash {
+            observer.after_replace(
+                path,
+                new.as_str(),
+                written.len(),
+                crate::library::scan::mtime_ns(&written),
+            );
+        }
         return Ok(if before.is_some() {
             Done::Updated
         } else {

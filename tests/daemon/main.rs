@@ -413,10 +413,17 @@ fn sidecars_are_written_next_to_photos_when_enabled() {
     env.write_config_with(&["<CAPTION>", "<OD>"], &tiny_model(), "sidecars = true");
     let a = env.put("sc/a.png", &png(760));
     let b = env.put("sc/b/b.png", &png(761));
+    let jpeg = fixture_image("photo_120x90.jpg");
+    let c = env.put("sc/c.jpg", &jpeg);
     let run = env.run(&["run", "--once"]);
     run.expect_code(0);
-    run.check(run.summary() == (2, 0, 0), "2 captioned");
-    for photo in [a, b] {
+    run.check(run.summary() == (3, 0, 0), "3 captioned");
+    // `embed` is off by default: the originals are byte-identical.
+    assert_eq!(fs::read(&a).unwrap(), png(760));
+    assert_eq!(fs::read(&b).unwrap(), png(761));
+    assert_eq!(fs::read(&c).unwrap(), jpeg);
+    assert_eq!(env.count("SELECT count(*) FROM content_aliases"), 0);
+    for photo in [a, b, c] {
         let xmp = photo.with_file_name(format!(
             "{}.xmp",
             photo.file_name().unwrap().to_string_lossy()
@@ -425,6 +432,313 @@ fn sidecars_are_written_next_to_photos_when_enabled() {
             .unwrap_or_else(|e| panic!("no sidecar {}: {e}\n{run}", xmp.display()));
         assert!(text.contains("x:xmpmeta"), "{text}");
     }
+}
+
+/// Every file under `root` with its bytes, sorted.
+fn contents_under(root: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().to_path_buf(), fs::read(e.path()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `IMG_1.JPG` → `IMG_1.JPG.xmp`.
+fn sidecar_of(photo: &std::path::Path) -> PathBuf {
+    photo.with_file_name(format!(
+        "{}.xmp",
+        photo.file_name().unwrap().to_string_lossy()
+    ))
+}
+
+/// Checks the alias invariant: every alias names a content, never another alias.
+#[track_caller]
+fn assert_aliases_point_at_contents(env: &Env) {
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM content_aliases WHERE hash NOT IN (SELECT hash FROM contents)"
+        ),
+        0,
+        "an alias names no content"
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM content_aliases a JOIN content_aliases b ON a.hash = b.file_hash"
+        ),
+        0,
+        "an alias names another alias"
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM content_aliases WHERE file_hash IN (SELECT hash FROM contents)"
+        ),
+        0,
+        "an alias is also a content"
+    );
+}
+
+/// The fixture images whose tiny-model results (`<CAPTION>`, `<OD>`) are not empty, so there is
+/// XMP to embed: a JPEG with a region, an RGBA PNG with a caption and a region, a grey PNG with a
+/// region. `rgb_97x61.png` gets nothing worth writing.
+const WITH_RESULTS: [&str; 3] = ["photo_120x90.jpg", "rgba_64x48.png", "gray_70x50.png"];
+
+#[test]
+fn embedded_xmp_goes_into_jpeg_and_png_and_never_causes_captioning_again() {
+    let env = Env::new();
+    env.write_config_with(
+        &["<CAPTION>", "<OD>"],
+        &tiny_model(),
+        "sidecars = true\nembed = true",
+    );
+    let originals: Vec<Vec<u8>> = WITH_RESULTS.iter().map(|n| fixture_image(n)).collect();
+    let jpg = env.put("e/photo.jpg", &originals[0]);
+    let rgba = env.put("e/rgba.png", &originals[1]);
+    let gray = env.put("e/sub/gray.png", &originals[2]);
+    let photos: Vec<(PathBuf, Vec<u8>)> = [jpg.clone(), rgba.clone(), gray.clone()]
+        .into_iter()
+        .zip(originals.iter().cloned())
+        .collect();
+    // Nothing to write for this one: it stays as it is.
+    let plain_bytes = fixture_image("rgb_97x61.png");
+    let plain = env.put("e/plain.png", &plain_bytes);
+    // A RAW file (by name; JPEG bytes inside) is neither captioned nor written.
+    let raw = env.put("e/IMG_2.DNG", &originals[0]);
+
+    let first = env.run(&["run", "--once"]);
+    first.expect_code(0);
+    first.check(first.summary() == (4, 0, 0), "4 captioned");
+    let cat = Catalog::open_readonly(&env.db()).unwrap();
+    for (path, original) in &photos {
+        first.check(
+            captioned_count(&first.stderr, path) == 1,
+            format!("{} captioned once", path.display()),
+        );
+        let now = fs::read(path).unwrap();
+        first.check(
+            now != *original,
+            format!("nothing embedded into {}", path.display()),
+        );
+        let packet = captiond::sidecar::embed::read_embedded(path, &now).unwrap();
+        first.check(
+            packet.is_some(),
+            format!("no XMP packet in {}", path.display()),
+        );
+        first.check(sidecar_of(path).exists(), "the sidecar is written too");
+        // Still the original content, with the embedded file's size and mtime on record.
+        let row = cat.photo_by_path(path).unwrap().unwrap();
+        assert_eq!(row.hash, blake3_hex(original), "{}", path.display());
+        let md = fs::metadata(path).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (row.size, row.mtime_ns),
+            (md.len(), md.mtime() * 1_000_000_000 + md.mtime_nsec()),
+            "{}",
+            path.display()
+        );
+    }
+    drop(cat);
+    assert_eq!(fs::read(&plain).unwrap(), plain_bytes);
+    assert_eq!(
+        fs::read(&raw).unwrap(),
+        originals[0],
+        "a RAW file was written"
+    );
+    assert!(!sidecar_of(&raw).exists());
+    assert_eq!(env.count("SELECT count(*) FROM contents"), 4);
+    assert_eq!(env.count("SELECT count(*) FROM jobs"), 4);
+    assert_eq!(env.count("SELECT count(*) FROM content_aliases"), 3);
+    assert_aliases_point_at_contents(&env);
+    let exiftool = have_exiftool();
+    if exiftool {
+        for (path, _) in &photos {
+            for tag in [
+                "-XMP-dc:Description",
+                "-XMP-photoshop:CaptionWriter",
+                "-XMP-iptcExt:ImageRegionName",
+            ] {
+                assert_eq!(
+                    exiftool_tag(path, tag),
+                    exiftool_tag(&sidecar_of(path), tag),
+                    "{tag} of {}",
+                    path.display()
+                );
+            }
+            assert!(!exiftool_tag(path, "-XMP-iptcExt:ImageRegionName").is_empty());
+        }
+        assert_eq!(exiftool_tag(&rgba, "-XMP-dc:Description"), "mm");
+    }
+
+    // A second run: nothing captioned, nothing written.
+    let files = contents_under(&env.lib());
+    let stamps = tree_snapshot(&env.lib());
+    let second = env.run(&["run", "--once"]);
+    second.expect_code(0);
+    second.check(
+        second.summary() == (0, 0, 4),
+        "nothing captioned, 4 skipped",
+    );
+    second.check(
+        captioned_lines(&second.stderr).is_empty(),
+        "no captioned lines",
+    );
+    assert_eq!(contents_under(&env.lib()), files, "files changed");
+    assert_eq!(tree_snapshot(&env.lib()), stamps, "files touched");
+
+    // Moved to another folder, and copied (new mtime, same bytes): the same content.
+    let moved = env.lib().join("moved/photo.jpg");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs::rename(&jpg, &moved).unwrap();
+    let copy = env.lib().join("copies/rgba.png");
+    fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    fs::copy(&rgba, &copy).unwrap();
+    let third = env.run(&["run", "--once"]);
+    third.expect_code(0);
+    third.check(third.summary().0 == 0, "nothing captioned");
+    third.check(third.summary().1 == 0, "nothing failed");
+    third.check(
+        captioned_lines(&third.stderr).is_empty(),
+        "no captioned lines",
+    );
+    let rows = env.photos();
+    let row_of = |p: &PathBuf| {
+        rows.iter()
+            .find(|(q, _, _)| q == p)
+            .map(|(_, h, s)| (h.clone(), s.clone()))
+    };
+    assert_eq!(
+        row_of(&moved),
+        Some((blake3_hex(&originals[0]), "present".into()))
+    );
+    assert_eq!(
+        row_of(&jpg),
+        Some((blake3_hex(&originals[0]), "gone".into()))
+    );
+    assert_eq!(
+        row_of(&copy),
+        Some((blake3_hex(&originals[1]), "present".into()))
+    );
+    assert_eq!(env.count("SELECT count(*) FROM contents"), 4);
+    assert_eq!(env.count("SELECT count(*) FROM jobs"), 4);
+
+    // `sidecars rewrite` after a setting changes: the embedded XMP is rewritten (embedded bytes
+    // replaced by new ones: new aliases of the same contents) and still nothing is captioned.
+    let mut config = fs::read_to_string(env.config()).unwrap();
+    config.push_str("\n[sidecar]\nmwg_regions = true\n");
+    fs::write(env.config(), config).unwrap();
+    let aliases = env.count("SELECT count(*) FROM content_aliases");
+    let rewrite = env.run(&["sidecars", "rewrite"]);
+    rewrite.expect_code(0);
+    rewrite.check(
+        rewrite
+            .stdout
+            .contains("embedded XMP: 4 written, 1 unchanged"),
+        "4 embedded (the moved JPEG, both PNG copies, the grey PNG), the plain PNG unchanged",
+    );
+    assert!(env.count("SELECT count(*) FROM content_aliases") > aliases);
+    assert_aliases_point_at_contents(&env);
+    if exiftool {
+        assert!(!exiftool_tag(&moved, "-XMP-mwg-rs:RegionName").is_empty());
+    }
+    let fourth = env.run(&["run", "--once"]);
+    fourth.expect_code(0);
+    fourth.check(fourth.summary() == (0, 0, 5), "nothing captioned");
+
+    // Captioning again for a new task list reads the embedded files (their bytes are an alias of
+    // the job's content) instead of failing to find a copy.
+    env.write_config_with(&["<OD>"], &tiny_model(), "sidecars = true\nembed = true");
+    env.run(&["reprocess"]).expect_code(0);
+    let fifth = env.run(&["run", "--once"]);
+    fifth.expect_code(0);
+    fifth.check(
+        fifth.summary().0 == 4 && fifth.summary().1 == 0,
+        "the 4 contents captioned again, none failed",
+    );
+    assert_aliases_point_at_contents(&env);
+    let sixth = env.run(&["run", "--once"]);
+    sixth.expect_code(0);
+    sixth.check(sixth.summary() == (0, 0, 5), "nothing captioned");
+
+    // Someone else edits an embedded file: bytes we do not know, a new content captioned.
+    if exiftool {
+        let out = std::process::Command::new("exiftool")
+            .args(["-q", "-overwrite_original", "-XMP-dc:Title=Mine"])
+            .arg(&gray)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    } else {
+        let mut edited = fs::read(&gray).unwrap();
+        edited.truncate(edited.len() - 12); // drop IEND: still decodes
+        fs::write(&gray, edited).unwrap();
+    }
+    let seventh = env.run(&["run", "--once"]);
+    seventh.expect_code(0);
+    seventh.check(
+        seventh.summary().0 == 1 && captioned_count(&seventh.stderr, &gray) == 1,
+        "the edited file, and only it, is captioned",
+    );
+    assert_eq!(env.count("SELECT count(*) FROM contents"), 5);
+}
+
+#[test]
+fn embedding_under_a_running_daemon_does_not_caption_again() {
+    let env = Env::new();
+    // Embedded only: no sidecar files.
+    env.write_config_with(
+        &["<CAPTION>", "<OD>"],
+        &tiny_model(),
+        "sidecars = false\nembed = true",
+    );
+    let jpg_bytes = fixture_image("photo_120x90.jpg");
+    let jpg = env.put("w/photo.jpg", &jpg_bytes);
+    let mut daemon = env.spawn();
+    daemon.wait_ready(&env);
+    // One more arrives while it runs.
+    let late_bytes = fixture_image("rgba_64x48.png");
+    let late = env.lib().join("w/new/late.png");
+    fs::create_dir_all(late.parent().unwrap()).unwrap();
+    fs::write(&late, &late_bytes).unwrap();
+    daemon.wait_for("2 done jobs", WAIT, || (env.done() == 2).then_some(()));
+    for (path, original) in [(&jpg, &jpg_bytes), (&late, &late_bytes)] {
+        daemon.wait_for("the XMP embedded", WAIT, || {
+            let now = fs::read(path).ok()?;
+            let packet = captiond::sidecar::embed::read_embedded(path, &now).ok()?;
+            (packet.is_some() && now != *original).then_some(())
+        });
+    }
+    // The watcher saw the embedding's rename: give it time to settle and be looked at.
+    std::thread::sleep(Duration::from_millis(4 * SETTLE_MS));
+    // A move while running.
+    let moved = env.lib().join("w/elsewhere/photo.jpg");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs::rename(&jpg, &moved).unwrap();
+    daemon.wait_for("the moved photo", WAIT, || {
+        (env.state_of(&moved).as_deref() == Some("present")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(4 * SETTLE_MS));
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0));
+    assert_eq!(captioned_lines(&log).len(), 2, "{}", strip_ansi(&log));
+    assert_eq!(env.count("SELECT count(*) FROM jobs"), 2);
+    assert_eq!(env.count("SELECT count(*) FROM contents"), 2);
+    assert_eq!(env.count("SELECT count(*) FROM content_aliases"), 2);
+    assert_aliases_point_at_contents(&env);
+    let xmp_files: Vec<PathBuf> = contents_under(&env.lib())
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.extension().is_some_and(|e| e == "xmp"))
+        .collect();
+    assert!(xmp_files.is_empty(), "sidecars = false wrote {xmp_files:?}");
+    if have_exiftool() {
+        assert_eq!(exiftool_tag(&late, "-XMP-dc:Description"), "mm");
+    }
+    // And a restart rescans without captioning.
+    let run = env.run(&["run", "--once"]);
+    run.expect_code(0);
+    run.check(run.summary() == (0, 0, 2), "nothing captioned");
 }
 
 #[test]

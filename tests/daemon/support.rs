@@ -533,3 +533,53 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A fixture image of `tests/fixtures/images`.
+pub fn fixture_image(name: &str) -> Vec<u8> {
+    fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/images")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Whether exiftool can be run. Missing under `CI` is a failure, elsewhere a loud skip of the
+/// checks that need it.
+pub fn have_exiftool() -> bool {
+    let have = Command::new("exiftool")
+        .arg("-ver")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(
+        have || !ci,
+        "CI is set but exiftool is missing: apt-get install -y libimage-exiftool-perl"
+    );
+    if !have {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!!!! SKIPPED exiftool checks: exiftool not installed \
+             (apt-get install -y libimage-exiftool-perl) !!!!!!!!!!\n"
+        );
+    }
+    have
+}
+
+/// `exiftool -s3 TAG FILE`: one tag's value as a reader sees it ("" when absent).
+pub fn exiftool_tag(path: &Path, tag: &str) -> String {
+    let out = Command::new("exiftool")
+        .arg("-s3")
+        .arg(tag)
+        .arg(path)
+        .output()
+        .expect("run exiftool");
+    assert!(
+        out.status.success(),
+        "exiftool {tag} {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -140,3 +140,86 @@ fn raw_and_other_formats_are_never_embedded_into() {
         assert_eq!(fs::read(p).unwrap(), before);
     }
 }
+
+/// Records what an [`EmbedObserver`] is told, and can refuse the replacement.
+struct Recorder {
+    refuse: bool,
+    calls: std::cell::RefCell<Vec<String>>,
+}
+
+impl EmbedObserver for Recorder {
+    fn before_replace(
+        &self,
+        image: &std::path::Path,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), SidecarError> {
+        // Still the old bytes at this point.
+        let now = blake3::hash(&fs::read(image).unwrap()).to_hex().to_string();
+        assert_eq!(now, old_hash);
+        self.calls
+            .borrow_mut()
+            .push(format!("before {old_hash} {new_hash}"));
+        if self.refuse {
+            return Err(SidecarError::Conflict {
+                path: image.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    fn after_replace(&self, image: &std::path::Path, new_hash: &str, size: u64, mtime_ns: i64) {
+        use std::os::unix::fs::MetadataExt;
+        let bytes = fs::read(image).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), new_hash);
+        let md = fs::metadata(image).unwrap();
+        assert_eq!(
+            (size, mtime_ns),
+            (md.len(), md.mtime() * 1_000_000_000 + md.mtime_nsec())
+        );
+        self.calls.borrow_mut().push(format!("after {new_hash}"));
+    }
+}
+
+#[test]
+fn the_observer_hears_before_and_after_and_can_stop_the_embed() {
+    let d = tempdir();
+    let c = content(Some("A dog."), &["dog"], &[]);
+    let img = copy_to(d.path(), "images/photo_120x90.jpg", "a.jpg");
+    let before = fs::read(&img).unwrap();
+    let old = blake3::hash(&before).to_hex().to_string();
+
+    let refusing = Recorder {
+        refuse: true,
+        calls: Default::default(),
+    };
+    assert!(embed_xmp_observed(&img, &c, &on(), &refusing).is_err());
+    assert_eq!(fs::read(&img).unwrap(), before, "embedded although refused");
+    assert_eq!(refusing.calls.borrow().len(), 1);
+    assert!(temp_leftovers(d.path()).is_empty());
+
+    let rec = Recorder {
+        refuse: false,
+        calls: Default::default(),
+    };
+    assert_eq!(
+        embed_xmp_observed(&img, &c, &on(), &rec).unwrap(),
+        WriteOutcome::Updated
+    );
+    let new = blake3::hash(&fs::read(&img).unwrap()).to_hex().to_string();
+    assert_eq!(
+        *rec.calls.borrow(),
+        vec![format!("before {old} {new}"), format!("after {new}")]
+    );
+    // Nothing to change: not told anything. Embedding off: not told anything.
+    rec.calls.borrow_mut().clear();
+    assert_eq!(
+        embed_xmp_observed(&img, &c, &on(), &rec).unwrap(),
+        WriteOutcome::Unchanged
+    );
+    assert_eq!(
+        embed_xmp_observed(&img, &c, &SidecarSettings::default(), &rec).unwrap(),
+        WriteOutcome::Skipped(SkipReason::EmbedDisabled)
+    );
+    assert!(rec.calls.borrow().is_empty());
+}
