@@ -1,135 +1,23 @@
-//! The harness every CLI test uses: a fresh temp dir per test that serves as HOME and every XDG and
-//! Hugging Face folder, a child environment that inherits nothing (no `HF_*`, `XDG_*`, proxies, no
-//! `RUST_LOG`), the real `captiond` binary run with a time limit, and the whole run (command line,
-//! exit status, stdout, stderr) dumped in every failure message.
+//! The harness every CLI test uses. The shared part (`tests/common`): a fresh temp dir per test
+//! that serves as HOME and every XDG and Hugging Face folder, a child environment that inherits
+//! nothing (no `HF_*`, `XDG_*`, proxies, no `RUST_LOG`), the real `captiond` binary run with a time
+//! limit, and the whole run (command line, exit status, stdout, stderr) dumped in every failure
+//! message. Here: runs under a memory limit, the `--json` row contract and the golden references.
 
 use std::ffi::OsString;
-use std::fmt::{self, Display};
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test, built by cargo for this test target.
-pub const BIN: &str = env!("CARGO_BIN_EXE_captiond");
-
-/// Any run taking longer than this is killed: a hang must fail the test, not wedge CI. The tiny
-/// fixture models answer in well under a second.
-const TIME_LIMIT: Duration = Duration::from_secs(120);
-
-/// `tests/fixtures/…`.
-pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-/// `tests/fixtures/models/<name>`.
-pub fn model(name: &str) -> PathBuf {
-    fixture("models").join(name)
-}
-
-/// `tests/fixtures/images/<name>`.
-pub fn image(name: &str) -> PathBuf {
-    fixture("images").join(name)
-}
+use crate::common::shown;
+pub use crate::common::{fixture, image, model, Run, Sandbox as TestEnv, BIN};
 
 /// A path as the text `captiond` prints for it (`path.display()`).
 pub fn text(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// One test's private world.
-pub struct TestEnv {
-    dir: tempfile::TempDir,
-}
-
 impl TestEnv {
-    pub fn new() -> TestEnv {
-        let dir = tempfile::Builder::new()
-            .prefix("captiond-cli-")
-            .tempdir()
-            .expect("create a temp dir");
-        for sub in ["home", "config", "data", "cache", "hf", "work"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        TestEnv { dir }
-    }
-
-    /// The temp dir root.
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Where the child starts (its current directory).
-    pub fn work(&self) -> PathBuf {
-        self.root().join("work")
-    }
-
-    /// `HF_HOME` of the child.
-    pub fn hf_home(&self) -> PathBuf {
-        self.root().join("hf")
-    }
-
-    /// `XDG_CONFIG_HOME` of the child.
-    pub fn config_home(&self) -> PathBuf {
-        self.root().join("config")
-    }
-
-    /// Writes a file under the temp dir (parents created) and returns its path.
-    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.root().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// A command for `program` in the clean environment, started in [`TestEnv::work`].
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::new(program);
-        cmd.env_clear()
-            .env("HOME", self.root().join("home"))
-            .env("XDG_CONFIG_HOME", self.config_home())
-            .env("XDG_DATA_HOME", self.root().join("data"))
-            .env("XDG_CACHE_HOME", self.root().join("cache"))
-            .env("HF_HOME", self.hf_home())
-            .current_dir(self.work())
-            .timeout(TIME_LIMIT);
-        // `sh` (used for resource limits) needs a PATH; the binary itself does not care.
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        cmd
-    }
-
-    /// Runs `captiond ARGS…`.
-    pub fn run<I, S>(&self, args: I) -> Run
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.run_env(&[], args)
-    }
-
-    /// Runs `captiond ARGS…` with extra environment variables.
-    pub fn run_env<I, S>(&self, env: &[(&str, &str)], args: I) -> Run
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let mut cmd = self.command(BIN);
-        cmd.args(&args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut shown = vec!["captiond".to_string()];
-        shown.extend(args.iter().map(|a| quote(&a.to_string_lossy())));
-        let env_shown: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-        Run::capture(cmd, format!("{env_shown}{}", shown.join(" ")))
-    }
-
     /// Runs `captiond ARGS…` under `ulimit -v` (KiB of address space), so that a huge allocation
     /// fails instead of succeeding slowly.
     #[cfg(unix)]
@@ -144,76 +32,14 @@ impl TestEnv {
             .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
             .arg(BIN)
             .args(&args);
-        let mut shown = vec![format!("(ulimit -v {kib}) captiond")];
-        shown.extend(args.iter().map(|a| quote(&a.to_string_lossy())));
-        Run::capture(cmd, shown.join(" "))
+        Run::capture(cmd, shown(&format!("(ulimit -v {kib}) captiond"), &args))
     }
-}
-
-fn quote(arg: &str) -> String {
-    if arg.is_empty() || arg.contains([' ', '<', '>', '\'', '"', '@']) {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    } else {
-        arg.to_string()
-    }
-}
-
-/// A finished run: everything needed to judge it, and to show it when a check fails.
-pub struct Run {
-    pub command: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
 }
 
 impl Run {
-    fn capture(mut cmd: assert_cmd::Command, command: String) -> Run {
-        let start = Instant::now();
-        let output = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-        Run {
-            command,
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            elapsed: start.elapsed(),
-        }
-    }
-
     /// The exit code; `None` when killed by a signal (the time limit included).
     pub fn code(&self) -> Option<i32> {
         self.status.code()
-    }
-
-    /// Fails the test (showing the run) unless `ok`.
-    #[track_caller]
-    pub fn check(&self, ok: bool, what: impl Display) {
-        assert!(ok, "{what}\n{self}");
-    }
-
-    /// Fails the test unless the exit code is `code`.
-    #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
-        self.check(
-            self.code() == Some(code),
-            format_args!("expected exit code {code}"),
-        );
-        self
-    }
-
-    /// stdout as one JSON object per non-empty line.
-    #[track_caller]
-    pub fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|line| match serde_json::from_str::<Value>(line) {
-                Ok(v) if v.is_object() => v,
-                _ => panic!("stdout line is not a JSON object: {line:?}\n{self}"),
-            })
-            .collect()
     }
 
     /// The one `--json` line expected on stdout.
@@ -236,15 +62,6 @@ impl Run {
             .iter()
             .map(|row| (str_field(row, "path"), str_field(row, "task")))
             .collect()
-    }
-}
-
-impl Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "--- command: {}", self.command)?;
-        writeln!(f, "--- status: {} after {:?}", self.status, self.elapsed)?;
-        writeln!(f, "--- stdout:\n{}", self.stdout)?;
-        write!(f, "--- stderr:\n{}", self.stderr)
     }
 }
 

@@ -1,19 +1,19 @@
-//! Harness of the daemon tests: a fresh temp dir per test (library, catalog, HOME/XDG/HF folders),
-//! a config on the tiny fixture model, the real `captiond` binary run as a child process in a
-//! scrubbed environment, and bounded waits that poll the catalog. Every failure message carries
-//! the child's log.
+//! Harness of the daemon tests: on top of `tests/common` (temp dir with the HOME/XDG/HF folders,
+//! scrubbed child environment, [`Run`]), a library and catalog per test, a config on the tiny
+//! fixture model, the real `captiond` binary run as a child process, and bounded waits that poll
+//! the catalog. Every failure message carries the child's log.
 
-use std::fmt::Display;
 use std::fs;
 use std::io::Write;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_captiond");
+use crate::common::{image, model, Sandbox};
+pub use crate::common::{strip_ansi, Run, BIN};
 
 /// Any one `captiond` run or wait longer than this fails the test.
 pub const LIMIT: Duration = Duration::from_secs(40);
@@ -22,7 +22,7 @@ pub const LIMIT: Duration = Duration::from_secs(40);
 pub const SETTLE_MS: u64 = 300;
 
 pub fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-a")
+    model("tiny-a")
 }
 
 /// A small PNG whose pixels (so whose hash) depend on `seed`.
@@ -51,25 +51,6 @@ pub fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// Drops ANSI colour sequences (the log is coloured even when not a terminal).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Lines of a log saying a photo was captioned (one per finished job, from the pipeline).
 pub fn captioned_lines(log: &str) -> Vec<String> {
     strip_ansi(log)
@@ -88,38 +69,21 @@ pub fn captioned_count(log: &str, path: &Path) -> usize {
         .count()
 }
 
-/// One test's world.
+/// One test's world: a [`Sandbox`] with a library, a catalog folder and a config on the tiny
+/// fixture model.
 pub struct Env {
-    dir: tempfile::TempDir,
+    sandbox: Sandbox,
 }
 
-/// A finished `captiond` run.
-pub struct Run {
-    pub command: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
+impl Deref for Env {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 impl Run {
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    #[track_caller]
-    pub fn check(&self, ok: bool, what: impl Display) {
-        assert!(ok, "{what}\n{self}");
-    }
-
-    #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
-        self.check(
-            self.code() == Some(code),
-            format!("expected exit code {code}"),
-        );
-        self
-    }
-
     /// `(captioned, failed, skipped)` from the `--once` summary line.
     #[track_caller]
     pub fn summary(&self) -> (u64, u64, u64) {
@@ -138,33 +102,13 @@ impl Run {
     }
 }
 
-impl Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "--- command: {}", self.command)?;
-        writeln!(f, "--- status: {}", self.status)?;
-        writeln!(f, "--- stdout:\n{}", self.stdout)?;
-        write!(f, "--- stderr:\n{}", strip_ansi(&self.stderr))
-    }
-}
-
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("captiond-daemon-")
-            .tempdir()
-            .expect("temp dir");
-        for sub in [
-            "home", "config", "data", "cache", "hf", "work", "lib", "db", "staging",
-        ] {
-            fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        let env = Env { dir };
+        let env = Env {
+            sandbox: Sandbox::with_dirs(&["work", "lib", "db", "staging"]),
+        };
         env.write_config(&["<CAPTION>", "<OD>"], &tiny_model());
         env
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
     }
 
     /// The library root.
@@ -231,15 +175,9 @@ idle_unload = "10m"
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("HOME", self.root().join("home"))
-            .env("XDG_CONFIG_HOME", self.root().join("config"))
-            .env("XDG_DATA_HOME", self.root().join("data"))
-            .env("XDG_CACHE_HOME", self.root().join("cache"))
-            .env("HF_HOME", self.root().join("hf"))
-            .env("HF_HUB_OFFLINE", "1")
-            .current_dir(self.root().join("work"))
+        let mut cmd = self.scrubbed(BIN);
+        cmd.env("HF_HUB_OFFLINE", "1")
+            .current_dir(self.work())
             .arg("--config")
             .arg(self.config())
             .args(args);
@@ -248,6 +186,7 @@ idle_unload = "10m"
 
     /// Runs `captiond --config CONFIG ARGS…` to completion (killed after [`LIMIT`]).
     pub fn run(&self, args: &[&str]) -> Run {
+        let start = Instant::now();
         let out_path = self.root().join("run.out");
         let err_path = self.root().join("run.err");
         let mut child = self
@@ -271,6 +210,7 @@ idle_unload = "10m"
             status,
             stdout: fs::read_to_string(&out_path).unwrap_or_default(),
             stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+            elapsed: start.elapsed(),
         }
     }
 
@@ -536,12 +476,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// A fixture image of `tests/fixtures/images`.
 pub fn fixture_image(name: &str) -> Vec<u8> {
-    fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/images")
-            .join(name),
-    )
-    .unwrap()
+    fs::read(image(name)).unwrap()
 }
 
 /// Whether exiftool can be run. Missing under `CI` is a failure, elsewhere a loud skip of the

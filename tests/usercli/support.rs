@@ -1,20 +1,21 @@
-//! Harness of the user-command tests: a fresh temp dir per test (HOME, XDG folders, a real library
-//! root and the catalog), a config naming them, a catalog filled through the `Catalog` API with
-//! realistic captions and labels (no model involved), and the real `captiond` binary run in a
-//! scrubbed environment with a time limit. Every failure message shows the whole run.
+//! Harness of the user-command tests: on top of `tests/common` (temp dir with HOME and the XDG
+//! folders, scrubbed child environment, [`Run`]), a real library root and the catalog, a config
+//! naming them, a catalog filled through the `Catalog` API with realistic captions and labels (no
+//! model involved), and the real `captiond` binary run with a time limit. Every failure message
+//! shows the whole run.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Display};
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use captiond::catalog::{
     Catalog, MediaFacts, Priority, QueueCounts, Region, RetryPolicy, TaskResult,
 };
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_captiond");
+use crate::common::Sandbox;
+pub use crate::common::{Run, BIN};
 
 /// A run taking longer than this fails the test (reads never wait on the writer in WAL mode).
 const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -22,8 +23,17 @@ const TIME_LIMIT: Duration = Duration::from_secs(60);
 /// The profile (model + tasks) of every job the tests create.
 pub const PROFILE: &str = "microsoft/Florence-2-base@main|<MORE_DETAILED_CAPTION>,<OD>";
 
+/// One test's world: a [`Sandbox`] with a library root and a config naming it and the catalog.
 pub struct TestEnv {
-    dir: tempfile::TempDir,
+    sandbox: Sandbox,
+}
+
+impl Deref for TestEnv {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 /// What a photo of the corpus looks like.
@@ -37,14 +47,9 @@ pub struct Photo<'a> {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
-        let dir = tempfile::Builder::new()
-            .prefix("captiond-usercli-")
-            .tempdir()
-            .expect("create a temp dir");
-        for sub in ["home", "config", "data", "cache", "hf", "photos"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        let env = TestEnv { dir };
+        let env = TestEnv {
+            sandbox: Sandbox::with_dirs(&["photos"]),
+        };
         let config = format!(
             "database = {:?}\n\n[[library]]\npath = {:?}\n",
             env.db().display().to_string(),
@@ -52,10 +57,6 @@ impl TestEnv {
         );
         std::fs::write(env.config(), config).unwrap();
         env
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
     }
 
     /// The library root (a real, empty folder: the photos exist only in the catalog).
@@ -91,30 +92,12 @@ impl TestEnv {
     }
 
     pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
-        let mut cmd = assert_cmd::Command::new(BIN);
-        cmd.env_clear()
-            .env("HOME", self.root().join("home"))
-            .env("XDG_CONFIG_HOME", self.root().join("config"))
-            .env("XDG_DATA_HOME", self.root().join("data"))
-            .env("XDG_CACHE_HOME", self.root().join("cache"))
-            .env("HF_HOME", self.root().join("hf"))
-            .current_dir(self.root())
+        let mut cmd = assert_cmd::Command::from_std(self.scrubbed(BIN));
+        cmd.current_dir(self.root())
             .timeout(TIME_LIMIT)
             .arg("--config")
-            .arg(self.config())
-            .args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let start = Instant::now();
-        let output = cmd.output().expect("start captiond");
-        Run {
-            command: format!("captiond {}", args.join(" ")),
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            elapsed: start.elapsed(),
-        }
+            .arg(self.config());
+        Run::captiond(cmd, env, args)
     }
 
     /// Records a photo, queues it, claims its job and finishes it with a caption and `<OD>` labels
@@ -280,41 +263,10 @@ pub fn results(caption: &str, labels: &[&str]) -> Vec<TaskResult> {
     ]
 }
 
-/// A finished run, shown whole when a check fails.
-pub struct Run {
-    pub command: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
 impl Run {
     #[track_caller]
-    pub fn check(&self, ok: bool, what: impl Display) {
-        assert!(ok, "{what}\n{self}");
-    }
-
-    #[track_caller]
     pub fn code(&self, code: i32) -> &Self {
-        self.check(
-            self.status.code() == Some(code),
-            format_args!("expected exit code {code}"),
-        );
-        self
-    }
-
-    /// stdout as JSON objects, one per line.
-    #[track_caller]
-    pub fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| match serde_json::from_str::<Value>(l) {
-                Ok(v) if v.is_object() => v,
-                _ => panic!("not a JSON object: {l:?}\n{self}"),
-            })
-            .collect()
+        self.expect_code(code)
     }
 
     /// The first tab-separated field of every stdout line (search's plain output: the paths).
@@ -323,15 +275,6 @@ impl Run {
             .lines()
             .map(|l| l.split('\t').next().unwrap_or("").to_owned())
             .collect()
-    }
-}
-
-impl Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "--- command: {}", self.command)?;
-        writeln!(f, "--- status: {} after {:?}", self.status, self.elapsed)?;
-        writeln!(f, "--- stdout:\n{}", self.stdout)?;
-        write!(f, "--- stderr:\n{}", self.stderr)
     }
 }
 
