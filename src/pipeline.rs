@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::catalog::{Catalog, CatalogError, Job, Region, RetryPolicy, TaskResult};
+use crate::catalog::{Catalog, CatalogError, FailOutcome, Job, Region, RetryPolicy, TaskResult};
 use crate::clean::{display_caption, keywords};
 use crate::config::{ModelLocation, ModelSettings};
 use crate::florence2::hub::{resolve, ModelSource};
@@ -92,6 +92,9 @@ pub struct BatchReport {
     pub done: usize,
     /// Failed attempts (a job that will be retried counts too).
     pub failed: usize,
+    /// Jobs ended because every photo with their content was deleted meanwhile (see
+    /// [`FailOutcome::Dropped`]); not failures.
+    pub dropped: usize,
     /// Jobs handed back unfinished because `cancel` was set.
     pub released: usize,
     /// Content hashes of the jobs completed, in order (for sidecars).
@@ -149,11 +152,7 @@ pub fn process_batch(
     for job in jobs {
         match load_job_image(catalog, job) {
             Ok((path, image)) => ready.push((job, path, image)),
-            Err(e) => {
-                tracing::warn!(hash = %job.hash, "cannot caption: {e:#}");
-                catalog.fail(job.id, &format!("{e:#}"), policy)?;
-                report.failed += 1;
-            }
+            Err(e) => fail_job(catalog, job, &format!("{e:#}"), policy, &mut report)?,
         }
     }
     if ready.is_empty() {
@@ -179,9 +178,7 @@ pub fn process_batch(
                 // A model failure on a batch: fail each job with the cause so none is lost.
                 for (job, path, _) in &ready {
                     let message = format!("{}: {task}: {e}", path.display());
-                    tracing::error!("{message}");
-                    catalog.fail(job.id, &message, policy)?;
-                    report.failed += 1;
+                    fail_job(catalog, job, &message, policy, &mut report)?;
                 }
                 return Ok(report);
             }
@@ -216,6 +213,36 @@ pub fn process_batch(
         );
     }
     Ok(report)
+}
+
+/// Records a failed attempt and logs it. A job whose content no present photo holds any more (the
+/// photo was deleted while it was queued or being captioned) is dropped by the catalog, not
+/// retried: nothing could ever claim it again.
+fn fail_job(
+    catalog: &Catalog,
+    job: &Job,
+    message: &str,
+    policy: &RetryPolicy,
+    report: &mut BatchReport,
+) -> Result<(), CatalogError> {
+    match catalog.fail(job.id, message, policy)? {
+        FailOutcome::Dropped => {
+            tracing::info!(
+                hash = %job.hash,
+                "every photo with this content was deleted while it was queued; job dropped"
+            );
+            report.dropped += 1;
+        }
+        FailOutcome::Retry { attempts, .. } => {
+            tracing::warn!(hash = %job.hash, attempts, "cannot caption (will retry): {message}");
+            report.failed += 1;
+        }
+        FailOutcome::Failed { attempts } => {
+            tracing::warn!(hash = %job.hash, attempts, "cannot caption (giving up): {message}");
+            report.failed += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Turns one model output into what the catalog keeps.

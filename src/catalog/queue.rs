@@ -6,7 +6,14 @@
 //! `open`, which the CLI also calls while a daemon is working).
 //!
 //! A job is only claimed while a present photo with its content sits in an online library, so an
-//! unmounted share's jobs wait instead of burning their attempts.
+//! unmounted share's jobs wait instead of burning their attempts. A pending job whose content has
+//! no present photo at all (every copy deleted) could never be claimed, so it is never kept: it is
+//! dropped when its last photo goes (`store`), when a job claimed before that is failed or handed
+//! back, and at daemon start-up ([`Catalog::drop_orphaned_pending`]). Recording a photo with that
+//! content again queues it anew.
+//!
+//! A `failed` job (out of attempts) stays failed until `captiond retry` (or `reprocess`); a new
+//! content (the file edited) is a new job.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,6 +93,9 @@ pub enum FailOutcome {
     },
     /// Out of attempts: `failed`, with the error kept.
     Failed { attempts: u32 },
+    /// No present photo holds the content any more (deleted while the job ran): the job is
+    /// deleted, since nothing could ever claim it. Recording the content again queues it anew.
+    Dropped,
 }
 
 /// Jobs by state (plain names: `status --json` uses them as they are).
@@ -198,7 +208,8 @@ impl Catalog {
     }
 
     /// Records a failed attempt: below `policy.max_attempts` the job goes back to `pending` after a
-    /// back-off, else it is `failed`. The error is kept either way.
+    /// back-off, else it is `failed`. The error is kept either way. A job whose content no present
+    /// photo holds any more is deleted instead ([`FailOutcome::Dropped`]).
     pub fn fail(
         &self,
         job_id: i64,
@@ -216,13 +227,26 @@ impl Catalog {
         now: i64,
     ) -> Result<FailOutcome, CatalogError> {
         let outcome = self.write("fail", |c| {
-            let Some(attempts) = c
-                .prepare_cached("SELECT attempts FROM jobs WHERE id = ?1")?
-                .query_row([job_id], |r| r.get::<_, u32>(0))
+            let Some((attempts, present)) = c
+                .prepare_cached(
+                    "SELECT j.attempts,
+                            EXISTS (SELECT 1 FROM photos p WHERE p.hash = j.hash
+                                                           AND p.state = 'present')
+                     FROM jobs j WHERE j.id = ?1",
+                )?
+                .query_row([job_id], |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?))
+                })
                 .optional()?
             else {
                 return Ok(None);
             };
+            if !present {
+                // Deleted mid-caption: pending, it could never be claimed again.
+                c.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                    .execute([job_id])?;
+                return Ok(Some(FailOutcome::Dropped));
+            }
             let attempts = attempts.saturating_add(1);
             let outcome = if attempts < policy.max_attempts.max(1) {
                 let delay = policy.backoff(attempts);
@@ -252,23 +276,32 @@ impl Catalog {
         outcome.ok_or_else(|| self.no_such_job(job_id, ""))
     }
 
-    /// Hands claimed jobs back (shutdown): `running → pending`, attempts unchanged.
+    /// Hands claimed jobs back (shutdown): `running → pending`, attempts unchanged. A job whose
+    /// content no present photo holds any more (deleted meanwhile) is deleted instead.
     pub fn release(&self, job_ids: &[i64]) -> Result<(), CatalogError> {
         self.write("release", |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE jobs SET state = 'pending', claimed_at = NULL, updated_at = ?2
                  WHERE id = ?1 AND state = 'running'",
             )?;
+            let mut orphan = c.prepare_cached(
+                "DELETE FROM jobs WHERE id = ?1 AND state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
+                                                            AND p.state = 'present')",
+            )?;
             let now = now_ms();
             for id in job_ids {
-                stmt.execute(params![id, now])?;
+                if stmt.execute(params![id, now])? > 0 {
+                    orphan.execute([id])?;
+                }
             }
             Ok(())
         })
     }
 
     /// At daemon start-up, in one transaction: every `running` job (left by a crash or kill -9) goes
-    /// back to `pending`. Returns how many. Only the single daemon may call this.
+    /// back to `pending`. Returns how many. Only the single daemon may call this, followed by
+    /// [`Catalog::drop_orphaned_pending`] (a photo may have been deleted mid-caption).
     pub fn reclaim_running(&self) -> Result<usize, CatalogError> {
         self.write("reclaim_running", |c| {
             c.prepare_cached(
@@ -279,40 +312,96 @@ impl Catalog {
         })
     }
 
-    /// `captiond retry`: every `failed` job back to `pending` with its attempts reset (the last
-    /// error is kept until the next outcome). Returns how many.
+    /// Deletes every `pending` job whose content no present photo holds (nothing can ever claim
+    /// one; left by a photo deleted mid-caption under an older captiond, or by a crash then). Run at
+    /// daemon start-up; recording the content again queues it anew. Returns how many.
+    pub fn drop_orphaned_pending(&self) -> Result<usize, CatalogError> {
+        self.write("drop_orphaned_pending", |c| {
+            c.prepare_cached(
+                "DELETE FROM jobs WHERE state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
+                                                            AND p.state = 'present')",
+            )?
+            .execute([])
+        })
+    }
+
+    /// `captiond retry`: every `failed` job whose content still has a present photo back to
+    /// `pending` with its attempts reset (the last error is kept until the next outcome). Failed
+    /// jobs of deleted contents stay as they are (queued they could never be claimed). Returns how
+    /// many.
     pub fn retry_failed(&self) -> Result<usize, CatalogError> {
         self.write("retry_failed", |c| {
             c.prepare_cached(
                 "UPDATE jobs SET state = 'pending', attempts = 0, not_before = 0, updated_at = ?1
-                 WHERE state = 'failed'",
+                 WHERE state = 'failed'
+                   AND EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
+                                                        AND p.state = 'present')",
             )?
             .execute([now_ms()])
         })
     }
 
-    /// `captiond reprocess` / a model or task change: every content with a present photo and no done
-    /// job for `profile` gets a pending backfill job (new, or a failed one reset). Also heals
-    /// contents recorded without a job, so the daemon may call it at start-up. Returns how many.
+    /// A model, revision or task change (the profile): every content with a present photo and no
+    /// job for `profile` gets a pending backfill job. Also heals contents recorded without a job,
+    /// so the daemon calls it at start-up. Jobs that exist are left alone: done stays done, and a
+    /// failed one (out of attempts) stays failed across restarts until `captiond retry` (see
+    /// [`Catalog::retry_failed_for_profile`], [`Catalog::requeue_done_for_profile`] for
+    /// `reprocess`). Returns how many were added.
     pub fn requeue_for_profile(&self, profile: &str) -> Result<usize, CatalogError> {
         self.write("requeue_for_profile", |c| {
-            let now = now_ms();
-            let added = c
-                .prepare_cached(
-                    "INSERT INTO jobs(hash, profile, state, priority, attempts, not_before, updated_at)
-                     SELECT DISTINCT hash, ?1, 'pending', 1, 0, 0, ?2 FROM photos
-                     WHERE state = 'present'
-                     ON CONFLICT(hash, profile) DO NOTHING",
-                )?
-                .execute(params![profile, now])?;
-            let reset = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, not_before = 0, updated_at = ?2
-                     WHERE profile = ?1 AND state = 'failed'
-                       AND hash IN (SELECT hash FROM photos WHERE state = 'present')",
-                )?
-                .execute(params![profile, now])?;
-            Ok(added + reset)
+            c.prepare_cached(
+                "INSERT INTO jobs(hash, profile, state, priority, attempts, not_before, updated_at)
+                 SELECT DISTINCT hash, ?1, 'pending', 1, 0, 0, ?2 FROM photos
+                 WHERE state = 'present'
+                 ON CONFLICT(hash, profile) DO NOTHING",
+            )?
+            .execute(params![profile, now_ms()])
+        })
+    }
+
+    /// `captiond reprocess`: the `failed` jobs of `profile` whose content has a present photo go
+    /// back to `pending` (backfill) with a fresh set of attempts. Returns how many.
+    pub fn retry_failed_for_profile(&self, profile: &str) -> Result<usize, CatalogError> {
+        self.write("retry_failed_for_profile", |c| {
+            c.prepare_cached(
+                "UPDATE jobs SET state = 'pending', priority = 1, attempts = 0, not_before = 0,
+                                 claimed_at = NULL, updated_at = ?2
+                 WHERE profile = ?1 AND state = 'failed'
+                   AND EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
+                                                        AND p.state = 'present')",
+            )?
+            .execute(params![profile, now_ms()])
+        })
+    }
+
+    /// `captiond reprocess --all`: every `done` job of `profile` whose content has a present photo
+    /// goes back to `pending` (backfill, attempts reset), so it is captioned again. Its results stay
+    /// (searchable, in sidecars) until the new ones replace them. Returns how many.
+    pub fn requeue_done_for_profile(&self, profile: &str) -> Result<usize, CatalogError> {
+        self.write("requeue_done_for_profile", |c| {
+            c.prepare_cached(
+                "UPDATE jobs SET state = 'pending', priority = 1, attempts = 0, not_before = 0,
+                                 last_error = NULL, claimed_at = NULL, updated_at = ?2
+                 WHERE profile = ?1 AND state = 'done'
+                   AND EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
+                                                        AND p.state = 'present')",
+            )?
+            .execute(params![profile, now_ms()])
+        })
+    }
+
+    /// `run --once` at start-up: the pending jobs of `profile` still waiting out a back-off from an
+    /// earlier run become claimable now (attempts unchanged, so the attempt limit still holds).
+    /// `--once` is an explicit request to caption what is queued, and does not wait on retries.
+    /// Returns how many.
+    pub fn clear_backoff(&self, profile: &str) -> Result<usize, CatalogError> {
+        self.write("clear_backoff", |c| {
+            c.prepare_cached(
+                "UPDATE jobs SET not_before = 0
+                 WHERE profile = ?1 AND state = 'pending' AND not_before > 0",
+            )?
+            .execute([profile])
         })
     }
 
@@ -661,8 +750,23 @@ mod tests {
         assert_eq!(f.cat.queue_counts(None).unwrap().done, 1);
     }
 
+    fn fail_for_good(f: &crate::catalog::store::tests::Fixture, job: i64) {
+        let o = f
+            .cat
+            .fail(
+                job,
+                "e",
+                &RetryPolicy {
+                    max_attempts: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(o, FailOutcome::Failed { attempts: 1 });
+    }
+
     #[test]
-    fn requeue_for_profile_adds_missing_and_resets_failed() {
+    fn requeue_for_profile_adds_missing_and_keeps_failed() {
         let f = fixture();
         let a = add(&f, "a");
         let b = add(&f, "b");
@@ -674,27 +778,166 @@ mod tests {
         f.cat.finish(j.id, &a, &caption("x", &[])).unwrap();
         f.cat.enqueue(&b, PROFILE, Priority::New).unwrap();
         let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
-        f.cat
-            .fail(
-                j.id,
-                "e",
-                &RetryPolicy {
-                    max_attempts: 1,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        // b reset, c added; a done stays done; gone content is not queued.
-        assert_eq!(f.cat.requeue_for_profile(PROFILE).unwrap(), 2);
+        fail_for_good(&f, j.id);
+        // c added; a done stays done; b failed stays failed (every daemon start calls this);
+        // gone content is not queued.
+        assert_eq!(f.cat.requeue_for_profile(PROFILE).unwrap(), 1);
         let counts = f.cat.queue_counts(Some(PROFILE)).unwrap();
-        assert_eq!((counts.pending, counts.done, counts.failed), (2, 1, 0));
+        assert_eq!((counts.pending, counts.done, counts.failed), (1, 1, 1));
         assert_eq!(f.cat.requeue_for_profile(PROFILE).unwrap(), 0);
+        let counts = f.cat.queue_counts(Some(PROFILE)).unwrap();
+        assert_eq!((counts.pending, counts.done, counts.failed), (1, 1, 1));
+        let failed = f.cat.failed_jobs(10).unwrap();
+        assert_eq!((failed.len(), failed[0].attempts), (1, 1));
         // A new model: everything present is backfilled.
         assert_eq!(
             f.cat.requeue_for_profile("large@main|<CAPTION>").unwrap(),
             3
         );
+        // `reprocess` gives the failed one of its profile a fresh set of attempts.
+        assert_eq!(f.cat.retry_failed_for_profile("other").unwrap(), 0);
+        assert_eq!(f.cat.retry_failed_for_profile(PROFILE).unwrap(), 1);
+        let counts = f.cat.queue_counts(Some(PROFILE)).unwrap();
+        assert_eq!((counts.pending, counts.done, counts.failed), (2, 1, 0));
         let _ = (c, gone);
+    }
+
+    #[test]
+    fn requeue_done_for_profile_captions_present_contents_again() {
+        let f = fixture();
+        let a = add(&f, "a");
+        let b = add(&f, "b");
+        let gone = add(&f, "gone");
+        let failed = add(&f, "failed");
+        for h in [&a, &b, &gone] {
+            f.cat.enqueue(h, PROFILE, Priority::New).unwrap();
+            let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+            f.cat.finish(j.id, h, &caption("x", &["tree"])).unwrap();
+        }
+        f.cat.enqueue(&failed, PROFILE, Priority::New).unwrap();
+        let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        fail_for_good(&f, j.id);
+        f.cat.enqueue(&a, "other", Priority::New).unwrap();
+        let j = f.cat.claim("other", 1).unwrap().remove(0);
+        f.cat.finish(j.id, &a, &caption("y", &[])).unwrap();
+        f.cat.mark_gone(&[PathBuf::from("/photos/gone")]).unwrap();
+
+        // a and b: present and done. gone: no present photo. failed: not done. other: untouched.
+        assert_eq!(f.cat.requeue_done_for_profile(PROFILE).unwrap(), 2);
+        let counts = f.cat.queue_counts(Some(PROFILE)).unwrap();
+        assert_eq!((counts.pending, counts.done, counts.failed), (2, 1, 1));
+        assert_eq!(f.cat.queue_counts(Some("other")).unwrap().done, 1);
+        // Results stay until replaced.
+        assert_eq!(f.cat.keywords_for_hash(&b).unwrap(), vec!["tree"]);
+        let jobs = f.cat.claim(PROFILE, 10).unwrap();
+        let mut hashes: Vec<&str> = jobs.iter().map(|j| j.hash.as_str()).collect();
+        hashes.sort();
+        let mut want = vec![a.as_str(), b.as_str()];
+        want.sort();
+        assert_eq!(hashes, want);
+        assert!(jobs.iter().all(|j| j.attempts == 0));
+        assert_eq!(f.cat.requeue_done_for_profile(PROFILE).unwrap(), 0);
+    }
+
+    #[test]
+    fn clear_backoff_makes_waiting_jobs_claimable_with_their_attempts() {
+        let f = fixture();
+        let h = add(&f, "flaky");
+        let other = add(&f, "other");
+        f.cat.enqueue(&h, PROFILE, Priority::New).unwrap();
+        f.cat.enqueue(&other, "other", Priority::New).unwrap();
+        let policy = RetryPolicy::default();
+        let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        assert!(matches!(
+            f.cat.fail(j.id, "busy", &policy).unwrap(),
+            FailOutcome::Retry { attempts: 1, .. }
+        ));
+        let j = f.cat.claim("other", 1).unwrap().remove(0);
+        f.cat.fail(j.id, "busy", &policy).unwrap();
+        assert!(f.cat.claim(PROFILE, 1).unwrap().is_empty(), "backing off");
+        assert_eq!(f.cat.clear_backoff(PROFILE).unwrap(), 1);
+        assert_eq!(f.cat.clear_backoff(PROFILE).unwrap(), 0);
+        let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        assert_eq!((j.hash.as_str(), j.attempts), (h.as_str(), 1));
+        // The attempt limit still holds.
+        f.cat.fail(j.id, "busy", &policy).unwrap();
+        f.cat.clear_backoff(PROFILE).unwrap();
+        let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+        assert_eq!(
+            f.cat.fail(j.id, "busy", &policy).unwrap(),
+            FailOutcome::Failed { attempts: 3 }
+        );
+        // Another profile's back-off is not touched.
+        assert!(f.cat.claim("other", 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_job_whose_photo_is_deleted_mid_caption_ends() {
+        let f = fixture();
+        let gone = |name: &str| f.cat.mark_gone(&[Path::new("/photos").join(name)]).unwrap();
+        let hashes: Vec<String> = ["failed", "released", "crashed", "kept"]
+            .iter()
+            .map(|n| add(&f, n))
+            .collect();
+        for h in &hashes {
+            f.cat.enqueue(h, PROFILE, Priority::New).unwrap();
+        }
+        let jobs = f.cat.claim(PROFILE, 4).unwrap();
+        assert_eq!(jobs.len(), 4);
+        for name in ["failed", "released", "crashed"] {
+            assert_eq!(gone(name), 1);
+        }
+        // Running jobs are not dropped by the deletion itself...
+        assert_eq!(f.cat.queue_counts(None).unwrap().running, 4);
+        // ... but failing one (the worker finds no copy) ends it rather than retrying.
+        let o = f
+            .cat
+            .fail(jobs[0].id, "no readable copy", &RetryPolicy::default())
+            .unwrap();
+        assert_eq!(o, FailOutcome::Dropped);
+        // Handing one back (shutdown) drops it too; a job with a present photo goes back.
+        f.cat.release(&[jobs[1].id, jobs[3].id]).unwrap();
+        let c = f.cat.queue_counts(None).unwrap();
+        assert_eq!((c.pending, c.running, c.failed), (1, 1, 0));
+        // A crash with the job running: the start-up reclaim, then the orphan sweep.
+        assert_eq!(f.cat.reclaim_running().unwrap(), 1);
+        assert_eq!(f.cat.queue_counts(None).unwrap().pending, 2);
+        assert_eq!(f.cat.drop_orphaned_pending().unwrap(), 1);
+        assert_eq!(f.cat.drop_orphaned_pending().unwrap(), 0);
+        let c = f.cat.queue_counts(None).unwrap();
+        assert_eq!((c.pending, c.running, c.done, c.failed), (1, 0, 0, 0));
+        assert_eq!(f.cat.claim(PROFILE, 10).unwrap()[0].hash, hashes[3]);
+        // The content coming back is queued anew.
+        let o = f
+            .cat
+            .record_photo(
+                f.lib,
+                Path::new("/photos/crashed"),
+                1,
+                1,
+                &hashes[2],
+                &MediaFacts::default(),
+            )
+            .unwrap();
+        assert!(o.changed);
+        assert!(f.cat.enqueue(&hashes[2], PROFILE, Priority::New).unwrap());
+    }
+
+    #[test]
+    fn retry_leaves_failed_jobs_of_deleted_contents_alone() {
+        let f = fixture();
+        let here = add(&f, "here");
+        let away = add(&f, "away");
+        for h in [&here, &away] {
+            f.cat.enqueue(h, PROFILE, Priority::New).unwrap();
+            let j = f.cat.claim(PROFILE, 1).unwrap().remove(0);
+            fail_for_good(&f, j.id);
+        }
+        f.cat.mark_gone(&[PathBuf::from("/photos/away")]).unwrap();
+        assert_eq!(f.cat.retry_failed().unwrap(), 1);
+        let c = f.cat.queue_counts(None).unwrap();
+        assert_eq!((c.pending, c.failed), (1, 1));
+        assert_eq!(f.cat.claim(PROFILE, 10).unwrap()[0].hash, here);
     }
 
     #[test]

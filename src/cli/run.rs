@@ -14,8 +14,9 @@ use crate::daemon::{self, RunOptions};
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Discover every photo, caption all that is queued (failed photos are retried at once, up to
-    /// 3 attempts), write sidecars, print a summary and exit 0, instead of watching. Default: off
-    /// (run until SIGTERM/SIGINT).
+    /// 3 attempts in all, also those an earlier daemon run left waiting to be retried), write
+    /// sidecars, print a summary and exit 0, instead of watching. Default: off (run until
+    /// SIGTERM/SIGINT).
     #[arg(long)]
     pub once: bool,
 }

@@ -2,8 +2,11 @@
 //! together (and `run --once`, the same pipeline run to completion).
 //!
 //! Start-up: take the catalog's run lock (one daemon per catalog), open the catalog (an error stops
-//! the run: never start empty), return jobs left `running` by a crash to `pending`, and queue every
-//! present content without a job for the current profile (model + revision + tasks). Then, per
+//! the run: never start empty), return jobs left `running` by a crash to `pending`, drop pending
+//! jobs whose content no present photo holds any more (deleted mid-caption), and queue every
+//! present content without a job for the current profile (model + revision + tasks); failed jobs
+//! stay failed until `captiond retry`. `--once` also makes jobs still backing off from an earlier
+//! run claimable at once (their attempts still count towards the limit). Then, per
 //! library: online or offline, a watcher (events or polling; daemon mode only), and an initial
 //! reconcile that queues new photos as backfill. The worker thread ([`worker`]) captions in the
 //! meantime.
@@ -90,7 +93,8 @@ pub enum DaemonError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunOptions {
     /// Discover, caption everything claimable, then return (no watchers, no waiting on retries:
-    /// failed attempts are retried at once up to the usual limit).
+    /// failed attempts are retried at once up to the usual limit, and so are jobs still backing
+    /// off from an earlier daemon run).
     pub once: bool,
 }
 
@@ -116,13 +120,28 @@ pub fn run(settings: &Settings, options: RunOptions) -> Result<RunSummary, Daemo
     let catalog = Catalog::open(&settings.database)?;
     let profile = profile_key(&settings.model);
     let reclaimed = catalog.reclaim_running()?;
+    let orphans = catalog.drop_orphaned_pending()?;
+    if orphans > 0 {
+        tracing::info!(
+            jobs = orphans,
+            "dropped queued jobs whose photos were deleted (they are queued again if they return)"
+        );
+    }
     let requeued = catalog.requeue_for_profile(&profile)?;
+    // `--once` is an explicit request to caption what is queued: no waiting out an earlier run's
+    // back-off (the attempt limit still holds: those attempts were counted).
+    let unblocked = if options.once {
+        catalog.clear_backoff(&profile)?
+    } else {
+        0
+    };
     let before = catalog.queue_counts(Some(&profile))?;
     tracing::info!(
         catalog = %settings.database.display(),
         %profile,
         reclaimed,
         requeued,
+        unblocked,
         pending = before.pending,
         done = before.done,
         once = options.once,

@@ -3,10 +3,13 @@
 //! labels (no model involved); the real `captiond` binary runs as a child process in a scrubbed
 //! environment with a fresh temp dir per test. `support` is the harness.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod concurrent;
 mod export;
+mod reprocess;
 mod retry_rescan;
 mod search;
 mod status;
