@@ -104,6 +104,18 @@ pub enum CatalogError {
     },
     #[error("invalid date {value:?}: expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS")]
     BadDate { value: String },
+    #[error("search index {dir}")]
+    SearchIndex {
+        dir: PathBuf,
+        #[source]
+        source: tantivy::TantivyError,
+    },
+    #[error("search index {dir}")]
+    SearchIndexIo {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// An open catalog: one SQLite connection plus the file it belongs to. `Send`, not `Sync`: give each
@@ -111,6 +123,9 @@ pub enum CatalogError {
 pub struct Catalog {
     conn: Connection,
     path: PathBuf,
+    readonly: bool,
+    /// The ranked search index, opened by the first search (see [`search::index`]).
+    search_index: std::cell::RefCell<Option<search::index::SearchIndex>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -140,6 +155,8 @@ impl Catalog {
         let catalog = Catalog {
             conn,
             path: path.to_owned(),
+            readonly: false,
+            search_index: Default::default(),
         };
         catalog.configure(false)?;
         schema::migrate(&catalog.conn, &catalog.path)?;
@@ -156,6 +173,8 @@ impl Catalog {
         let catalog = Catalog {
             conn,
             path: path.to_owned(),
+            readonly: true,
+            search_index: Default::default(),
         };
         catalog.configure(true)?;
         schema::check_readonly(&catalog.conn, &catalog.path)?;
@@ -165,6 +184,11 @@ impl Catalog {
     /// The catalog file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Opened with [`Catalog::open`] (not read-only).
+    pub fn is_writable(&self) -> bool {
+        !self.readonly
     }
 
     /// `PRAGMA quick_check`: an empty list when the file is healthy, else SQLite's complaints

@@ -123,7 +123,18 @@ CREATE TABLE content_aliases (
 ) WITHOUT ROWID;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: the log the ranked search index (`catalog.db-search`, see `search::index`) follows.
+/// Every change to a `photo_fts` row appends its photo id; the index applies the rows after the
+/// last `seq` it committed, then the log is pruned up to there. AUTOINCREMENT, so a pruned `seq` is
+/// never handed out again.
+const V3: &str = r#"
+CREATE TABLE search_log (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    photo_id INTEGER NOT NULL
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))

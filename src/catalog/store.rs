@@ -738,8 +738,7 @@ fn mark_gone_in(c: &Connection, path: &Path) -> rusqlite::Result<bool> {
     let Some((id, hash)) = gone else {
         return Ok(false);
     };
-    c.prepare_cached("DELETE FROM photo_fts WHERE rowid = ?1")?
-        .execute([id])?;
+    delete_fts(c, id)?;
     drop_orphan_pending(c, &hash)?;
     Ok(true)
 }
@@ -757,8 +756,7 @@ fn rename_in(c: &Connection, now: i64, from: &Path, to: &Path) -> rusqlite::Resu
         .query_row(params![path_to_sql(to), id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((other, _)) = &replaced {
-        c.prepare_cached("DELETE FROM photo_fts WHERE rowid = ?1")?
-            .execute([other])?;
+        delete_fts(c, *other)?;
         c.prepare_cached("DELETE FROM photos WHERE id = ?1")?
             .execute([other])?;
     }
@@ -860,9 +858,17 @@ fn fts_doc(c: &Connection, hash: &str) -> rusqlite::Result<Option<FtsDoc>> {
     }))
 }
 
-fn write_fts(c: &Connection, id: i64, path: &Path, doc: Option<&FtsDoc>) -> rusqlite::Result<()> {
+/// Removes a photo's search row and logs the change for the ranked index (`search::index`).
+fn delete_fts(c: &Connection, id: i64) -> rusqlite::Result<()> {
     c.prepare_cached("DELETE FROM photo_fts WHERE rowid = ?1")?
         .execute([id])?;
+    c.prepare_cached("INSERT INTO search_log(photo_id) VALUES (?1)")?
+        .execute([id])?;
+    Ok(())
+}
+
+fn write_fts(c: &Connection, id: i64, path: &Path, doc: Option<&FtsDoc>) -> rusqlite::Result<()> {
+    delete_fts(c, id)?;
     if let Some(doc) = doc {
         c.prepare_cached(
             "INSERT INTO photo_fts(rowid, caption, labels, ocr, path) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -48,7 +48,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Watch the libraries and caption new photos (the daemon, in the foreground); `--once`: one pass.
     Run(run::RunArgs),
-    /// Queue photos again after the model, revision or tasks changed in the config.
+    /// Queue photos again after the model, revision or tasks changed in the config; `--all`: every
+    /// photo, captioned or not.
     Reprocess(reprocess::ReprocessArgs),
     /// Search captions, labels, text and paths; `--json`: one object per line.
     Search(search::SearchArgs),

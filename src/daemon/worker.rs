@@ -23,6 +23,9 @@ use crate::sidecar::{rewrite, SidecarSettings, WriteOutcome};
 /// How long an idle daemon worker waits before looking for claimable jobs again without being
 /// woken (jobs whose back-off ran out, libraries that came back).
 const IDLE_POLL: Duration = Duration::from_secs(2);
+/// How often, at most, the search index follows the catalog while captioning (it also does when
+/// the queue runs dry, so searches never wait for a big catch-up).
+const INDEX_SYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// Flags shared by the daemon loop and the worker.
 #[derive(Debug, Default)]
@@ -77,6 +80,7 @@ pub fn work(
     let mut stats = WorkerStats::default();
     let mut captioner: Option<Captioner> = None;
     let mut last_work = Instant::now();
+    let mut last_index_sync: Option<Instant> = None;
     // `run --once` on a terminal shows a bar with an ETA; under a service, log lines only.
     let progress = (cfg.once && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
@@ -96,6 +100,7 @@ pub fn work(
         let discovery_done = shared.discovery_done.load(Ordering::SeqCst);
         let jobs = catalog.claim(&cfg.profile, cfg.model.batch_size)?;
         if jobs.is_empty() {
+            sync_search_index(&catalog, &mut last_index_sync, Duration::ZERO);
             if cfg.once && discovery_done {
                 break;
             }
@@ -158,12 +163,32 @@ pub fn work(
         for hash in &report.finished {
             write_sidecars(&catalog, &cfg.libraries, &cfg.sidecar, hash);
         }
+        sync_search_index(&catalog, &mut last_index_sync, INDEX_SYNC_EVERY);
         last_work = Instant::now();
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
     Ok(stats)
+}
+
+/// Brings the search index up to the catalog when `every` has passed since the last time. A
+/// failure is logged and the worker goes on: search falls back to SQLite meanwhile.
+fn sync_search_index(catalog: &Catalog, last: &mut Option<Instant>, every: Duration) {
+    if last.is_some_and(|t| t.elapsed() < every) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let started = Instant::now();
+    match catalog.sync_search_index() {
+        Ok(Some(n)) if n > 0 => tracing::debug!(
+            photos = n,
+            ms = started.elapsed().as_millis() as u64,
+            "search index updated"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("search index not updated: {}", super::error_chain(&e)),
+    }
 }
 
 /// Writes (merges) the XMP sidecar of every present photo holding `hash`, in libraries with
