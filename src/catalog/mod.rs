@@ -12,8 +12,9 @@
 //! Files: [`schema`] (migrations on `PRAGMA user_version`), [`store`] (libraries, photos, results,
 //! FTS rows, the bulk [`Batch`]), [`queue`] (jobs: enqueue, claim, finish, fail, back-off) and
 //! [`search`] (ranked queries with filters: a tantivy index beside the file, derived from the FTS5
-//! rows through `search_log`; FTS5 itself is the fallback). Opening never starts empty over a file it cannot read:
-//! a corrupt or foreign file is an error that names it, and the file is left untouched.
+//! rows through `search_log`; FTS5 itself is the fallback). Opening never starts empty over a file
+//! it cannot read: a corrupt or foreign file is an error that names it, and the file is left
+//! untouched.
 
 pub mod queue;
 pub mod report;

@@ -668,6 +668,55 @@ fn check_catalog(path: &Path, report: &mut Report) {
             return;
         }
     }
+    check_search_index(&catalog, report);
+}
+
+/// The ranked search index beside the catalog: built, how far behind, writable.
+fn check_search_index(catalog: &Catalog, report: &mut Report) {
+    use crate::catalog::search::index::{index_dir, status, IndexStatus};
+    let dir = index_dir(catalog.path());
+    if dir.exists() {
+        if let Err(e) = access_writable(&dir) {
+            report.warn(
+                "search index",
+                format!("{} is not writable: {e}", dir.display()),
+                "fix its permissions (search works meanwhile, but through the slower SQLite \
+                 search)",
+            );
+            return;
+        }
+    }
+    match status(catalog) {
+        Ok(IndexStatus::Missing) => report.ok(
+            "search index",
+            format!(
+                "{} is not built yet; the daemon or the first search builds it",
+                dir.display()
+            ),
+        ),
+        Ok(IndexStatus::Built { photos, behind }) => report.ok(
+            "search index",
+            format!(
+                "{} holds {photos} photos{}",
+                dir.display(),
+                if behind > 0 {
+                    format!(" ({behind} catalog changes to apply at the next search)")
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        Ok(IndexStatus::Stale { reason }) => report.warn(
+            "search index",
+            format!("{} will be rebuilt: {reason}", dir.display()),
+            "nothing to do: the next search or the daemon rebuilds it from the catalog",
+        ),
+        Err(e) => report.warn(
+            "search index",
+            chain(&e),
+            format!("delete {} (it is rebuilt from the catalog)", dir.display()),
+        ),
+    }
 }
 
 fn check_disk(database: &Path, report: &mut Report) {

@@ -47,6 +47,15 @@ fn healthy_setup_passes() {
         "the catalog is checked",
     );
     run.check(run.stdout.contains("  disk: "), "free space is checked");
+    run.check(
+        run.stdout.contains("ok    search index: ") && run.stdout.contains("is not built yet"),
+        "the search index is reported",
+    );
+    // Doctor only reads: it did not build the index.
+    run.check(
+        !env.root().join("catalog/catalog.db-search").exists(),
+        "no index was created",
+    );
     if cfg!(target_os = "linux") {
         run.check(
             run.stdout

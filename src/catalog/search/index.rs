@@ -451,6 +451,52 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// The ranked index as `captiond doctor` reports it (reading only: never creates or syncs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexStatus {
+    /// Not built yet: the next search or the daemon builds it.
+    Missing,
+    /// Built; `behind` catalog changes not applied yet (the next search or the daemon does).
+    Built { photos: u64, behind: i64 },
+    /// Of another version, or unreadable: it is rebuilt on the next search.
+    Stale { reason: String },
+}
+
+/// Reads the state of `catalog`'s ranked index without changing anything.
+pub fn status(catalog: &Catalog) -> Result<IndexStatus, CatalogError> {
+    let dir = index_dir(catalog.path());
+    if !dir.join("meta.json").exists() {
+        return Ok(IndexStatus::Missing);
+    }
+    let index = match Index::open_in_dir(&dir) {
+        Ok(ix) => ix,
+        Err(e) => {
+            return Ok(IndexStatus::Stale {
+                reason: e.to_string(),
+            })
+        }
+    };
+    let Some(payload) = stored_payload(&index) else {
+        return Ok(IndexStatus::Missing);
+    };
+    if payload.format != FORMAT || index.schema() != schema().0 {
+        return Ok(IndexStatus::Stale {
+            reason: "made by another captiond version".into(),
+        });
+    }
+    index.tokenizers().register(ANALYZER, analyzer(true));
+    let reader: IndexReader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(index_err(&dir))?;
+    let log = catalog.search_log_bounds()?;
+    Ok(IndexStatus::Built {
+        photos: reader.searcher().num_docs(),
+        behind: (log.last_seq - payload.seq).max(0),
+    })
+}
+
 fn stored_payload(index: &Index) -> Option<Payload> {
     let metas = index.load_metas().ok()?;
     Payload::decode(metas.payload.as_deref()?)

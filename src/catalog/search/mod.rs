@@ -1001,14 +1001,26 @@ mod tests {
     #[test]
     fn index_follows_the_catalog_and_rebuilds() {
         let f = corpus();
+        assert_eq!(index::status(&f.cat).unwrap(), index::IndexStatus::Missing);
         assert_eq!(text(&f, "bicycle").len(), 1);
         assert_eq!(f.cat.search_log_bounds().unwrap().first_seq, None, "pruned");
+        assert_eq!(
+            index::status(&f.cat).unwrap(),
+            index::IndexStatus::Built {
+                photos: 4,
+                behind: 0
+            }
+        );
         f.cat
             .rename_photo(
                 Path::new("/photos/dog-walks/IMG_0004.JPG"),
                 Path::new("/photos/garage/IMG_0004.JPG"),
             )
             .unwrap();
+        assert!(matches!(
+            index::status(&f.cat).unwrap(),
+            index::IndexStatus::Built { behind: 1.., .. }
+        ));
         assert_eq!(text(&f, "garage"), vec!["/photos/garage/IMG_0004.JPG"]);
         assert_eq!(text(&f, "dog"), vec!["/photos/2023/beach/IMG_0001.JPG"]);
 
