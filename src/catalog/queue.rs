@@ -924,7 +924,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_leaves_failed_jobs_of_deleted_contents_alone() {
+    fn failed_jobs_of_deleted_contents_are_dropped() {
         let f = fixture();
         let here = add(&f, "here");
         let away = add(&f, "away");
@@ -934,9 +934,11 @@ mod tests {
             fail_for_good(&f, j.id);
         }
         f.cat.mark_gone(&[PathBuf::from("/photos/away")]).unwrap();
+        let c = f.cat.queue_counts(None).unwrap();
+        assert_eq!(c.failed, 1, "a deleted file's failure is not reported forever");
         assert_eq!(f.cat.retry_failed().unwrap(), 1);
         let c = f.cat.queue_counts(None).unwrap();
-        assert_eq!((c.pending, c.failed), (1, 1));
+        assert_eq!((c.pending, c.failed), (1, 0));
         assert_eq!(f.cat.claim(PROFILE, 10).unwrap()[0].hash, here);
     }
 

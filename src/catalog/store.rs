@@ -804,11 +804,12 @@ fn keywords_of(c: &Connection, hash: &str) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
-/// A pending job is only useful while some present path holds its content: drop it otherwise.
-/// Recording a path with that content again re-enqueues it.
+/// Drops the pending and failed jobs of a content no present photo holds any more: nothing could
+/// claim them, and a failure of a deleted file is nothing the user can act on (`status` and
+/// `retry` would report it forever). Recording a path with that content again re-enqueues it.
 fn drop_orphan_pending(c: &Connection, hash: &str) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "DELETE FROM jobs WHERE hash = ?1 AND state = 'pending'
+        "DELETE FROM jobs WHERE hash = ?1 AND state IN ('pending', 'failed')
            AND NOT EXISTS (SELECT 1 FROM photos WHERE hash = ?1 AND state = 'present')",
     )?
     .execute([hash])
