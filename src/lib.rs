@@ -12,5 +12,6 @@ pub mod library;
 pub mod media;
 pub mod memory;
 pub mod pipeline;
+pub mod progress;
 pub mod service;
 pub mod sidecar;

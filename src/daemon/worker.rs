@@ -92,6 +92,7 @@ pub fn work(
         );
         bar
     });
+    let _shown = progress.as_ref().map(crate::progress::show);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             break;
