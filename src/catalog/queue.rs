@@ -935,7 +935,10 @@ mod tests {
         }
         f.cat.mark_gone(&[PathBuf::from("/photos/away")]).unwrap();
         let c = f.cat.queue_counts(None).unwrap();
-        assert_eq!(c.failed, 1, "a deleted file's failure is not reported forever");
+        assert_eq!(
+            c.failed, 1,
+            "a deleted file's failure is not reported forever"
+        );
         assert_eq!(f.cat.retry_failed().unwrap(), 1);
         let c = f.cat.queue_counts(None).unwrap();
         assert_eq!((c.pending, c.failed), (1, 0));

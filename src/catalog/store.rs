@@ -372,6 +372,26 @@ impl Catalog {
         self.read("present_paths_for_hash", |c| present_paths(c, hash))
     }
 
+    /// Every path recorded with this content and its state: present ones first (in path order),
+    /// then gone ones, most recently seen first (where a photo that turns up again with this
+    /// content may have come from).
+    pub fn paths_for_hash(&self, hash: &str) -> Result<Vec<(PathBuf, PhotoState)>, CatalogError> {
+        self.read("paths_for_hash", |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT path, state FROM photos WHERE hash = ?1
+                 ORDER BY state != 'present', CASE WHEN state = 'present' THEN path END,
+                          last_seen DESC, path",
+            )?;
+            let rows = stmt.query_map([hash], |r| {
+                Ok((
+                    row_path(r, 0)?,
+                    PhotoState::from_sql(&r.get::<_, String>(1)?),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Every stored result for a content with its regions, by task then age (for sidecars, export).
     pub fn results_for_hash(&self, hash: &str) -> Result<Vec<StoredResult>, CatalogError> {
         self.read("results_for_hash", |c| {
@@ -1248,6 +1268,14 @@ pub(crate) mod tests {
             )
             .unwrap();
         assert!(o.changed && !o.content_is_new);
+        // Where it may have come from: present paths first, then gone ones.
+        assert_eq!(
+            f.cat.paths_for_hash(&h).unwrap(),
+            vec![
+                (PathBuf::from("/photos/back.jpg"), PhotoState::Present),
+                (PathBuf::from("/photos/cat.jpg"), PhotoState::Gone),
+            ]
+        );
         assert!(!f.cat.enqueue(&h, PROFILE, Priority::New).unwrap());
         assert!(f.cat.claim(PROFILE, 10).unwrap().is_empty());
         assert_eq!(

@@ -18,6 +18,15 @@
 //!
 //! Writes are batched: files are read and hashed (in parallel) outside any transaction, then each
 //! chunk is recorded and queued in one short transaction, so the worker is never kept waiting long.
+//!
+//! Photos that turn up at a new path with content the catalog already knew are collected as
+//! [`Relocated`] (taken with [`Discovery::take_relocated`]; the daemon hands them to the worker,
+//! which brings their sidecars along): a file renamed or moved (an inotify rename pair or a
+//! polled inode match, with its old path), and a path recorded with known content (a copy, or a
+//! move the walk or an unpaired rename found; the old path is another catalog photo with that
+//! content whose file is missing). Only in libraries with sidecars or embedding on, and only
+//! where a path changes, so an unchanged rescan costs nothing more. A renamed *folder* adds none:
+//! its sidecars moved with it.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -106,6 +115,15 @@ pub struct Totals {
     pub unreadable: u64,
 }
 
+/// A photo found at a new path with content the catalog already knew: its sidecar should follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relocated {
+    /// Where the photo is now.
+    pub path: PathBuf,
+    /// Where it was, when it moved (no file is there any more); `None` for a copy.
+    pub from: Option<PathBuf>,
+}
+
 /// What reading one settled file gave.
 enum Examined {
     Photo(NewPhoto),
@@ -125,6 +143,8 @@ pub struct Discovery {
     tracker: SettleTracker,
     shared: Arc<Shared>,
     totals: Totals,
+    /// Photos at new paths since the last [`take_relocated`](Self::take_relocated).
+    relocated: Vec<Relocated>,
 }
 
 impl Discovery {
@@ -172,6 +192,7 @@ impl Discovery {
             tracker: SettleTracker::new(settings.daemon.settle),
             shared,
             totals: Totals::default(),
+            relocated: Vec::new(),
         })
     }
 
@@ -181,6 +202,12 @@ impl Discovery {
 
     pub fn totals(&self) -> Totals {
         self.totals
+    }
+
+    /// The photos found at a new path with known content since the last call (see the module
+    /// docs), in the order found.
+    pub fn take_relocated(&mut self) -> Vec<Relocated> {
+        std::mem::take(&mut self.relocated)
     }
 
     /// When the next settling file may be due (`None`: none waiting).
@@ -195,6 +222,13 @@ impl Discovery {
 
     fn stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Whether library `idx` writes sidecars or embeds XMP: only then do its photos' new paths
+    /// become [`Relocated`].
+    fn writes_sidecars(&self, idx: usize) -> bool {
+        let config = &self.libraries[idx].config;
+        config.sidecars || config.embed
     }
 
     /// The library whose root holds `path` (the deepest one).
@@ -460,6 +494,7 @@ impl Discovery {
         stats: &mut ReconcileStats,
     ) -> Result<(), CatalogError> {
         let lib_id = self.libraries[idx].id;
+        let follow = self.writes_sidecars(idx);
         let mut gathered: Vec<Examined> = Vec::new();
         let mut since = Instant::now();
         for part in files.chunks(READ_AT_ONCE) {
@@ -468,25 +503,35 @@ impl Discovery {
             }
             gathered.extend(part.par_iter().map(examine).collect::<Vec<_>>());
             if gathered.len() >= CHUNK || since.elapsed() >= MAX_GATHER {
-                self.record(lib_id, std::mem::take(&mut gathered), priority, stats)?;
+                self.record(
+                    lib_id,
+                    follow,
+                    std::mem::take(&mut gathered),
+                    priority,
+                    stats,
+                )?;
                 since = Instant::now();
             }
         }
         if !gathered.is_empty() {
-            self.record(lib_id, gathered, priority, stats)?;
+            self.record(lib_id, follow, gathered, priority, stats)?;
         }
         Ok(())
     }
 
     /// Records examined files in one transaction (no file is read while it is open).
+    /// With `follow`, photos at new paths with known content become [`Relocated`].
     fn record(
         &mut self,
         lib_id: i64,
+        follow: bool,
         examined: Vec<Examined>,
         priority: Priority,
         stats: &mut ReconcileStats,
     ) -> Result<(), CatalogError> {
         let now = Instant::now();
+        // Paths that took content the catalog already had: (path, content).
+        let mut known_content: Vec<(PathBuf, String)> = Vec::new();
         let mut batch = self.catalog.batch()?;
         for item in examined {
             match item {
@@ -494,6 +539,9 @@ impl Discovery {
                     let outcome = batch
                         .record_photo(lib_id, &p.path, p.size, p.mtime_ns, &p.hash, &p.media)?;
                     stats.recorded += 1;
+                    if follow && outcome.changed && !outcome.content_is_new {
+                        known_content.push((p.path.clone(), outcome.hash.clone()));
+                    }
                     // `outcome.hash`, not `p.hash`: a file we embedded XMP into is the content
                     // it was embedded into.
                     let queued =
@@ -517,7 +565,29 @@ impl Discovery {
                 Examined::Vanished | Examined::NotImage => {}
             }
         }
-        batch.commit()
+        batch.commit()?;
+        for (path, hash) in known_content {
+            let from = self.missing_twin(&path, &hash)?;
+            self.relocated.push(Relocated { path, from });
+        }
+        Ok(())
+    }
+
+    /// Where the photo now at `path` (content `hash`) was moved from: another catalog photo with
+    /// that content whose file is missing. A present one first (a walk sees the new path before
+    /// it marks the old one gone), else the most recently seen gone one (a move into a folder
+    /// made a moment before, which inotify reports as a removal and a new file).
+    fn missing_twin(&self, path: &Path, hash: &str) -> Result<Option<PathBuf>, CatalogError> {
+        Ok(self
+            .catalog
+            .paths_for_hash(hash)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .find(|p| {
+                p != path
+                    && fs::symlink_metadata(p)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            }))
     }
 
     /// Reads and queues the files that have settled. Returns how many jobs were queued.
@@ -627,6 +697,12 @@ impl Discovery {
             if was_settling {
                 self.observe(to);
             }
+            if self.library_of(to).is_some_and(|i| self.writes_sidecars(i)) {
+                self.relocated.push(Relocated {
+                    path: to.to_path_buf(),
+                    from: Some(from.to_path_buf()),
+                });
+            }
             return Ok(());
         }
         let Ok(md) = fs::metadata(to) else {
@@ -637,6 +713,7 @@ impl Discovery {
             self.observe(to);
             return Ok(());
         }
+        // A folder: its photos' sidecars moved with it, nothing to relocate.
         let under = self.present_under(self.libraries[idx].id, from)?;
         for old in &under {
             if let Ok(rel) = old.strip_prefix(from) {
@@ -723,8 +800,29 @@ fn examine(facts: &FileFacts) -> Examined {
             Some(ImageKind::Raw | ImageKind::Heic | ImageKind::Avif | ImageKind::Jxl)
         )
     {
-        // No decoder for these yet: queueing them would only fill the queue with failures.
-        // Camera JPEGs beside RAW files are captioned as usual.
+        // Camera RAW is captioned from its embedded JPEG preview (media::raw). Its size is the
+        // preview's (the pixels captioned, before the RAW's orientation): a RAW's own IFD0 is
+        // often a thumbnail, and the `image` crate reads no RAW header.
+        if let Some((preview, exif)) = crate::media::decode::raw_facts(&bytes, path) {
+            return Examined::Photo(NewPhoto {
+                path: path.clone(),
+                size: facts.size,
+                mtime_ns: facts.mtime_ns,
+                hash: blake3::hash(&bytes).to_hex().to_string(),
+                media: MediaFacts {
+                    width: Some(preview.width),
+                    height: Some(preview.height),
+                    orientation: exif.orientation,
+                    taken_at: exif.date_taken,
+                    camera_make: exif.camera_make,
+                    camera_model: exif.camera_model,
+                    gps: exif.gps,
+                },
+            });
+        }
+        // No decoder for HEIC, AVIF, JXL, nor for a RAW without a usable preview: queueing them
+        // would only fill the queue with failures. Camera JPEGs beside RAW files are captioned
+        // as usual.
         tracing::debug!(path = %path.display(), ?kind, "not captioned: no decoder for this format yet");
         return Examined::NotImage;
     }

@@ -14,7 +14,9 @@
 //! Daemon loop (`tokio`, one thread for signals and event forwarding; the loop itself does blocking
 //! discovery work): watch events → [`Discovery`], settled files → queued (priority new), a periodic
 //! reconcile every `rescan_interval`, `captiond rescan` requests taken from the catalog every 2 s, SIGTERM/SIGINT → stop watchers, let the worker finish or hand
-//! back its batch, exit 0. A second signal exits at once (running jobs are resumed next start).
+//! back its batch, exit 0. Photos discovery finds at a new path with known content (moved,
+//! renamed, copied) are sent to the worker ([`WorkerMsg::Relocated`]), which brings their
+//! sidecars along. A second signal exits at once (running jobs are resumed next start).
 //! Fatal: catalog errors and a model that cannot be loaded; a photo that fails is only a failed job.
 
 pub mod discover;
@@ -35,9 +37,9 @@ use crate::config::Settings;
 use crate::library::{LibraryWatcher, ScanError, WatchEvent, WatchMode};
 use crate::pipeline::profile_key;
 
-pub use discover::{Discovery, ReconcileStats, Totals};
+pub use discover::{Discovery, ReconcileStats, Relocated, Totals};
 pub use lock::{lock_path, RunLock};
-pub use worker::{Shared, WorkerConfig, WorkerStats};
+pub use worker::{Shared, WorkerConfig, WorkerMsg, WorkerStats};
 
 /// How often a network (or `poll = true`) library is stat-walked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -210,7 +212,7 @@ async fn run_loop(
         libraries: settings.libraries.clone(),
         sidecar: settings.sidecar.clone(),
     };
-    let (wake_tx, wake_rx) = mpsc::channel::<()>();
+    let (wake_tx, wake_rx) = mpsc::channel::<WorkerMsg>();
     let (done_tx, mut done_rx) = oneshot::channel();
     let worker_shared = shared.clone();
     let worker = std::thread::Builder::new()
@@ -223,8 +225,17 @@ async fn run_loop(
             what: "the worker thread",
             source,
         })?;
+    let moves_tx = wake_tx.clone();
     let wake = move || {
-        let _ = wake_tx.send(());
+        let _ = wake_tx.send(WorkerMsg::Wake);
+    };
+    // Photos discovery found at new paths go to the worker, the one writer of sidecars (sending
+    // wakes it). Called after every discovery step, and always before `discovery_done` is set.
+    let forward_moves = move |discovery: &mut Discovery| {
+        let moved = discovery.take_relocated();
+        if !moved.is_empty() {
+            let _ = moves_tx.send(WorkerMsg::Relocated(moved));
+        }
     };
 
     let mut discovery = Discovery::new(catalog, settings, profile, shared.clone())?;
@@ -245,6 +256,7 @@ async fn run_loop(
             }
             if online {
                 discovery.reconcile(idx, Priority::Backfill)?;
+                forward_moves(&mut discovery);
                 wake();
             }
         }
@@ -254,6 +266,7 @@ async fn run_loop(
         let mut requests = tokio::time::interval(REQUEST_POLL);
         requests.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            forward_moves(&mut discovery);
             if shared.stop.load(Ordering::SeqCst) {
                 return Ok(None);
             }

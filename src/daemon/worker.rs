@@ -6,7 +6,14 @@
 //! Stopping: the shared `stop` flag is checked before every claim and, inside a batch, before every
 //! task; an interrupted batch is released back to `pending`. In `--once` mode the worker ends when
 //! discovery is finished and nothing is claimable any more.
+//!
+//! The worker is the one writer of sidecars. Besides jobs it takes [`WorkerMsg::Relocated`]:
+//! photos discovery found at a new path with known content (moved, renamed, copied). Their
+//! sidecars follow ([`crate::sidecar::follow`]) before each claim, while idle, before a finished
+//! batch's sidecars are written (so a photo moved mid-batch brings its old sidecar before one is
+//! made at the new place) and once more before the worker returns.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +21,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::discover::Relocated;
 use super::DaemonError;
 use crate::catalog::{Catalog, RetryPolicy};
 use crate::config::{Library, ModelLocation, ModelSettings, SidecarOptions};
 use crate::pipeline::{process_batch, Captioner};
-use crate::sidecar::{rewrite, SidecarSettings, WriteOutcome};
+use crate::sidecar::{follow, rewrite, SidecarSettings, WriteOutcome};
 
 /// How long an idle daemon worker waits before looking for claimable jobs again without being
 /// woken (jobs whose back-off ran out, libraries that came back).
@@ -34,6 +42,15 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// `--once`: discovery has queued everything it will queue.
     pub discovery_done: AtomicBool,
+}
+
+/// What the daemon loop sends the worker.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// Look for claimable jobs now (discovery queued some, or is done).
+    Wake,
+    /// Photos at new paths whose sidecars should follow (see [`Relocated`]).
+    Relocated(Vec<Relocated>),
 }
 
 /// What the worker needs, owned (it runs on its own thread).
@@ -73,10 +90,31 @@ pub fn model_name(model: &ModelSettings) -> String {
 pub fn work(
     cfg: &WorkerConfig,
     shared: &Arc<Shared>,
-    wake: &Receiver<()>,
+    wake: &Receiver<WorkerMsg>,
 ) -> Result<WorkerStats, DaemonError> {
     let _span = tracing::info_span!("worker").entered();
     let catalog = Catalog::open(&cfg.database)?;
+    // Relocations received and not yet handled.
+    let mut moved: Vec<Relocated> = Vec::new();
+    let follow_moves = |moved: &mut Vec<Relocated>| {
+        // Everything sent so far, then all of it in the order discovery found it.
+        moved.extend(
+            wake.try_iter()
+                .filter_map(|m| match m {
+                    WorkerMsg::Relocated(r) => Some(r),
+                    WorkerMsg::Wake => None,
+                })
+                .flatten(),
+        );
+        if !moved.is_empty() {
+            follow_relocated(
+                &catalog,
+                &cfg.libraries,
+                &cfg.sidecar,
+                std::mem::take(moved),
+            );
+        }
+    };
     let mut stats = WorkerStats::default();
     let mut captioner: Option<Captioner> = None;
     let mut last_work = Instant::now();
@@ -97,8 +135,10 @@ pub fn work(
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        // Read before claiming: when set, every job discovery queued is already committed.
+        // Read before claiming: when set, every job discovery queued is already committed, and
+        // every relocation it found is already sent.
         let discovery_done = shared.discovery_done.load(Ordering::SeqCst);
+        follow_moves(&mut moved);
         let jobs = catalog.claim(&cfg.profile, cfg.model.batch_size)?;
         if jobs.is_empty() {
             sync_search_index(&catalog, &mut last_index_sync, Duration::ZERO);
@@ -124,7 +164,8 @@ pub fn work(
                 }
             }
             match wake.recv_timeout(wait) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(WorkerMsg::Relocated(r)) => moved.extend(r),
+                Ok(WorkerMsg::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             continue;
@@ -161,6 +202,7 @@ pub fn work(
         stats.captioned += report.done as u64;
         stats.failed_attempts += report.failed as u64;
         stats.released += report.released as u64;
+        follow_moves(&mut moved);
         for hash in &report.finished {
             write_sidecars(&catalog, &cfg.libraries, &cfg.sidecar, hash);
         }
@@ -170,6 +212,9 @@ pub fn work(
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    // Moves discovery saw before the stop: quick file renames, and lost for good if left (the
+    // next run finds the photos unchanged at their new paths).
+    follow_moves(&mut moved);
     Ok(stats)
 }
 
@@ -231,6 +276,73 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOpt
     }
 }
 
+/// Brings the sidecars of photos found at new paths along ([`follow`]), in libraries with
+/// sidecars or embedding on. A move out of a library with `sidecars = true` may take the old
+/// sidecar file along (found with that library's naming); otherwise the new place's sidecar is
+/// written or merged from the catalog. Failures are logged with the file's name; the rest goes on.
+fn follow_relocated(
+    catalog: &Catalog,
+    libraries: &[Library],
+    options: &SidecarOptions,
+    moved: Vec<Relocated>,
+) {
+    for r in chain_moves(moved) {
+        let Some(settings) =
+            library_of(libraries, &r.path).and_then(|l| sidecar_settings(l, options))
+        else {
+            continue;
+        };
+        let from = r.from.as_deref().and_then(|f| {
+            let lib = library_of(libraries, f)?;
+            lib.sidecars.then_some((f, lib.naming))
+        });
+        match follow(catalog, &r.path, from, &settings) {
+            Ok(outcome) => {
+                if let Some(old) = &outcome.moved_from {
+                    tracing::info!(
+                        from = %old.display(),
+                        path = %r.path.display(),
+                        "sidecar moved with its photo"
+                    );
+                }
+                if let Some(e) = &outcome.move_error {
+                    tracing::warn!(
+                        path = %r.path.display(),
+                        "sidecar not moved with its photo (left where it was; a new one is \
+                         written): {}",
+                        super::error_chain(e)
+                    );
+                }
+                if let WriteOutcome::Skipped(reason) = &outcome.rewrite.sidecar {
+                    tracing::debug!(path = %r.path.display(), %reason, "no sidecar written");
+                }
+            }
+            Err(e) => tracing::warn!(
+                path = %r.path.display(),
+                "sidecar of a moved or copied photo not written: {}",
+                super::error_chain(&e)
+            ),
+        }
+    }
+}
+
+/// Joins moves in a row (`a` → `b`, then `b` → `c` before the first was handled) into one
+/// (`a` → `c`), so the sidecar still at `a` reaches `c`. Order is kept.
+fn chain_moves(moved: Vec<Relocated>) -> Vec<Relocated> {
+    let mut out: Vec<Relocated> = Vec::with_capacity(moved.len());
+    let mut at: HashMap<PathBuf, usize> = HashMap::new();
+    for r in moved {
+        if let Some(i) = r.from.as_ref().and_then(|f| at.remove(f)) {
+            at.insert(r.path.clone(), i);
+            out[i].path = r.path;
+            continue;
+        }
+        at.insert(r.path.clone(), out.len());
+        out.push(r);
+    }
+    out
+}
+
 /// What a library writes: `None` when it has neither sidecars nor embedding.
 pub fn sidecar_settings(lib: &Library, options: &SidecarOptions) -> Option<SidecarSettings> {
     (lib.sidecars || lib.embed).then(|| SidecarSettings {
@@ -247,4 +359,36 @@ fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> 
         .iter()
         .filter(|l| path.starts_with(&l.path))
         .max_by_key(|l| l.path.components().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(path: &str, from: Option<&str>) -> Relocated {
+        Relocated {
+            path: PathBuf::from(path),
+            from: from.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn moves_in_a_row_are_joined() {
+        let got = chain_moves(vec![
+            r("/l/b", Some("/l/a")),
+            r("/l/copy", None),
+            r("/l/c", Some("/l/b")),
+            r("/l/copy2", Some("/l/copy")),
+            r("/l/d", Some("/l/c")),
+            r("/l/x", Some("/l/w")),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                r("/l/d", Some("/l/a")),
+                r("/l/copy2", None),
+                r("/l/x", Some("/l/w")),
+            ]
+        );
+    }
 }

@@ -12,13 +12,19 @@
 //!
 //! Size limits are enforced from the header, before any pixel buffer is allocated, so a file whose
 //! header claims 60000×60000 pixels fails at once.
+//!
+//! Camera RAW files (see [`super::raw`]) are decoded from their embedded JPEG preview, under the
+//! same limits, with the RAW's own EXIF orientation applied (what photo managers show); the
+//! preview's pixels, before that orientation, are the RAW's stored frame. A RAW without a usable
+//! preview is [`DecodeError::NoPreview`].
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
-use super::exif::{apply_orientation, read_exif, read_exif_block, ExifInfo};
+use super::exif::{apply_orientation, read_exif, read_exif_block, read_raw_exif, ExifInfo};
+use super::raw;
 
 /// Why a file could not be turned into pixels. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,8 @@ pub enum DecodeError {
         #[source]
         source: ImageError,
     },
+    #[error("{path} is a camera RAW file with no embedded JPEG preview that we can read")]
+    NoPreview { path: PathBuf },
 }
 
 /// Caps checked against the header before decoding.
@@ -94,7 +102,8 @@ pub struct DecodedImage {
     pub stored_height: u32,
     /// EXIF orientation 1..=8 that was applied; 1 if none.
     pub orientation: u16,
-    /// The format found by content sniffing (the extension is not trusted).
+    /// The format found by content sniffing (the extension is not trusted); for a camera RAW, that
+    /// of its embedded preview (JPEG).
     pub format: ImageFormat,
     /// Date, camera and GPS from EXIF (defaults when absent).
     pub exif: ExifInfo,
@@ -136,6 +145,75 @@ pub fn decode_image_bytes_with(
     name_for_errors: &Path,
     limits: &DecodeLimits,
 ) -> Result<DecodedImage, DecodeError> {
+    let path = || name_for_errors.to_path_buf();
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty { path: path() });
+    }
+    if raw::is_raw(bytes, name_for_errors) {
+        return decode_raw(bytes, name_for_errors, limits);
+    }
+    let stored = decode_stored(bytes, name_for_errors, limits)?;
+    let orientation = stored.exif.orientation;
+    Ok(stored.upright(orientation))
+}
+
+/// What a camera RAW is to the catalog, found without decoding pixels: its embedded preview and
+/// its EXIF facts ([`read_raw_exif`]). `None` when `bytes` are no camera RAW ([`raw::is_raw`]) or
+/// the RAW has no usable preview.
+pub fn raw_facts(bytes: &[u8], name: &Path) -> Option<(raw::Preview, ExifInfo)> {
+    if !raw::is_raw(bytes, name) {
+        return None;
+    }
+    let preview = raw::find_preview(bytes)?;
+    let exif = read_raw_exif(bytes, preview.container, read_exif(&bytes[preview.range()]));
+    Some((preview, exif))
+}
+
+/// A RAW: its preview decoded, then turned upright by the RAW's orientation.
+fn decode_raw(
+    bytes: &[u8],
+    name_for_errors: &Path,
+    limits: &DecodeLimits,
+) -> Result<DecodedImage, DecodeError> {
+    let Some(preview) = raw::find_preview(bytes) else {
+        return Err(DecodeError::NoPreview {
+            path: name_for_errors.to_path_buf(),
+        });
+    };
+    let mut stored = decode_stored(&bytes[preview.range()], name_for_errors, limits)?;
+    stored.exif = read_raw_exif(bytes, preview.container, stored.exif);
+    let orientation = stored.exif.orientation;
+    Ok(stored.upright(orientation))
+}
+
+/// Decoded pixels as stored, before orientation.
+struct Stored {
+    rgb: RgbImage,
+    width: u32,
+    height: u32,
+    format: ImageFormat,
+    exif: ExifInfo,
+}
+
+impl Stored {
+    fn upright(self, orientation: u16) -> DecodedImage {
+        DecodedImage {
+            rgb: apply_orientation(self.rgb, orientation),
+            stored_width: self.width,
+            stored_height: self.height,
+            orientation,
+            format: self.format,
+            exif: self.exif,
+        }
+    }
+}
+
+/// Decodes an image file's pixels (no RAW handling, no orientation applied) and reads its EXIF.
+fn decode_stored(
+    bytes: &[u8],
+    name_for_errors: &Path,
+    limits: &DecodeLimits,
+) -> Result<Stored, DecodeError> {
     let path = || name_for_errors.to_path_buf();
     if bytes.is_empty() {
         return Err(DecodeError::Empty { path: path() });
@@ -212,13 +290,10 @@ pub fn decode_image_bytes_with(
     image_limits.max_alloc = Some(limits.max_bytes_alloc);
     decoder.set_limits(image_limits).map_err(classify)?;
     let image = DynamicImage::from_decoder(decoder).map_err(classify)?;
-    let rgb = to_rgb8(image);
-    let orientation = exif.orientation;
-    Ok(DecodedImage {
-        rgb: apply_orientation(rgb, orientation),
-        stored_width: width,
-        stored_height: height,
-        orientation,
+    Ok(Stored {
+        rgb: to_rgb8(image),
+        width,
+        height,
         format,
         exif,
     })
@@ -606,6 +681,74 @@ mod tests {
         with_thumb.extend(&thumb);
         with_thumb.extend(&full[2..full.len() / 2]);
         assert!(!jpeg_is_complete(&with_thumb));
+    }
+
+    #[test]
+    fn raw_previews_are_decoded_with_the_raw_orientation() {
+        use crate::media::raw::tests::{jpeg_of, raf, RawBuilder};
+        // The preview carries orientation 3 in its own EXIF; the RAW's IFD0 says 6, which wins.
+        let preview = coded(12, 8);
+        let preview_jpeg = jpeg(&preview, Some(ExifBuilder::orientation(3).build()));
+        let thumb = jpeg_of(&coded(6, 4));
+        // The preview's pixels as stored, no orientation applied.
+        let plain = decode_stored(&preview_jpeg, name(), &DecodeLimits::default())
+            .unwrap()
+            .rgb;
+        for le in [true, false] {
+            let nef = RawBuilder::nef_like(le, thumb.clone(), preview_jpeg.clone(), 6).build();
+            let d = decode_image_bytes(&nef, Path::new("photos/IMG_1.NEF")).unwrap();
+            assert_eq!(d.orientation, 6, "le={le}");
+            assert_eq!((d.stored_width, d.stored_height), (12, 8));
+            assert_eq!(d.rgb.dimensions(), (8, 12), "turned upright");
+            assert_eq!(d.rgb, apply_orientation(plain.clone(), 6));
+            assert_eq!(d.format, ImageFormat::Jpeg);
+            assert_eq!(d.exif.camera_make.as_deref(), Some("NIKON CORPORATION"));
+            // No orientation tag in the RAW: upright as stored, whatever the preview says.
+            let mut b = RawBuilder::nef_like(le, thumb.clone(), preview_jpeg.clone(), 1);
+            b.ifds[0].0.retain(|(tag, _)| *tag != 0x0112);
+            let d = decode_image_bytes(&b.build(), Path::new("IMG_1.NEF")).unwrap();
+            assert_eq!((d.orientation, d.rgb.dimensions()), (1, (12, 8)));
+            assert_eq!(d.rgb, plain);
+        }
+        // A plain TIFF name: the same bytes are a TIFF, not a RAW (the image crate reads IFD0).
+        let nef = RawBuilder::nef_like(true, thumb, preview_jpeg.clone(), 6).build();
+        assert!(decode_image_bytes(&nef, Path::new("scan.tif"))
+            .map_or(true, |d| d.format == ImageFormat::Tiff));
+
+        // RAF: the embedded JPEG's EXIF is the file's.
+        let d = decode_image_bytes(&raf(&preview_jpeg), Path::new("DSCF1.RAF")).unwrap();
+        assert_eq!(d.orientation, 3);
+        assert_eq!(d.rgb, apply_orientation(plain, 3));
+    }
+
+    #[test]
+    fn raw_errors_name_the_file() {
+        use crate::media::raw::tests::RawBuilder;
+        let err =
+            decode_image_bytes(b"II*\0\x08\0\0\0\0\0", Path::new("photos/IMG_9.NEF")).unwrap_err();
+        assert!(matches!(err, DecodeError::NoPreview { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("photos/IMG_9.NEF") && text.contains("no embedded JPEG preview"),
+            "{text}"
+        );
+        // A truncated preview is corrupt, named by the RAW's path.
+        let full = jpeg(&coded(40, 40), None);
+        let mut cut = full.clone();
+        cut.truncate(full.len() / 2);
+        let nef = RawBuilder::nef_like(true, jpeg(&coded(4, 4), None), cut, 1).build();
+        let err = decode_image_bytes(&nef, Path::new("IMG_2.NEF")).unwrap_err();
+        assert!(matches!(err, DecodeError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("IMG_2.NEF"), "{err}");
+        // A preview whose header claims 60000×60000: the pixel limit holds.
+        let mut bomb = full.clone();
+        let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bomb[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let nef = RawBuilder::nef_like(false, jpeg(&coded(4, 4), None), bomb, 1).build();
+        let err = decode_image_bytes(&nef, Path::new("IMG_3.NEF")).unwrap_err();
+        assert!(matches!(err, DecodeError::TooManyPixels { .. }), "{err:?}");
+        assert!(raw_facts(&nef, Path::new("IMG_3.NEF")).is_some());
+        assert!(raw_facts(&nef, Path::new("IMG_3.tif")).is_none());
     }
 
     fn crc32(data: &[u8]) -> u32 {

@@ -14,6 +14,8 @@ use std::io::Cursor;
 use exif::{In, Reader, Tag, Value};
 use image::{imageops, RgbImage};
 
+use super::raw::RawContainer;
+
 /// What we keep from a photo's EXIF.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExifInfo {
@@ -60,14 +62,54 @@ pub fn read_exif(bytes: &[u8]) -> ExifInfo {
 /// JPEG APP1 segment after `Exif\0\0`, or a PNG `eXIf` chunk). Never fails, as [`read_exif`].
 pub fn read_exif_block(block: &[u8]) -> ExifInfo {
     let block = block.strip_prefix(b"Exif\0\0").unwrap_or(block);
+    read_tiff(block.to_vec())
+}
+
+fn read_tiff(data: Vec<u8>) -> ExifInfo {
     let mut reader = Reader::new();
     reader.continue_on_error(true);
     match reader
-        .read_raw(block.to_vec())
+        .read_raw(data)
         .or_else(|e| e.distill_partial_result(|_| {}))
     {
         Ok(exif) => info_from(&exif),
         Err(_) => ExifInfo::default(),
+    }
+}
+
+/// The EXIF facts of a camera RAW (see [`super::raw`]), given its whole bytes and the EXIF of its
+/// embedded preview (`preview`). Where photo managers read them:
+/// - TIFF-based RAW: the RAW's own IFD0 and EXIF IFD. Olympus ORF and Panasonic RW2 use their own
+///   magic instead of TIFF's 42, which the EXIF reader rejects, so a copy with 42 is read. The
+///   orientation is always the RAW's (1 when it has none): a preview's own orientation tag, if it
+///   has one, is not what viewers apply to the RAW. Date, camera and GPS fall back to the
+///   preview's EXIF when the RAW lacks them.
+/// - Fujifilm RAF: the embedded JPEG's EXIF is the file's EXIF, orientation included.
+///
+/// Never fails, as [`read_exif`].
+pub fn read_raw_exif(raw: &[u8], container: RawContainer, preview: ExifInfo) -> ExifInfo {
+    if container == RawContainer::Raf {
+        return preview;
+    }
+    let own = match raw.get(2..4) {
+        Some([42, 0] | [0, 42]) => read_exif(raw),
+        Some(_) => {
+            let mut patched = raw.to_vec();
+            patched[2..4].copy_from_slice(if raw.starts_with(b"II") {
+                &[42, 0]
+            } else {
+                &[0, 42]
+            });
+            read_tiff(patched)
+        }
+        None => ExifInfo::default(),
+    };
+    ExifInfo {
+        orientation: own.orientation,
+        date_taken: own.date_taken.or(preview.date_taken),
+        camera_make: own.camera_make.or(preview.camera_make),
+        camera_model: own.camera_model.or(preview.camera_model),
+        gps: own.gps.or(preview.gps),
     }
 }
 
@@ -401,6 +443,41 @@ pub(crate) mod tests {
         assert_eq!(read_exif_block(&prefixed), info);
         // A whole TIFF file is an EXIF container as well.
         assert_eq!(read_exif(&full().build()), info);
+    }
+
+    #[test]
+    fn raw_exif_reads_the_raw_and_accepts_olympus_and_panasonic_magic() {
+        let preview = ExifInfo {
+            orientation: 8,
+            date_taken: Some("2001-01-01T00:00:00".into()),
+            camera_make: Some("Preview make".into()),
+            camera_model: Some("Preview model".into()),
+            gps: None,
+        };
+        for magic in [*b"II*\0", *b"IIRO", *b"IIRS", *b"IIU\0"] {
+            let mut raw = full().build();
+            raw[..4].copy_from_slice(&magic);
+            let info = read_raw_exif(&raw, RawContainer::Tiff, preview.clone());
+            assert_eq!(info, read_exif_block(&full().build()), "{magic:?}");
+        }
+        // What the RAW lacks comes from the preview, except the orientation.
+        let mut b = ExifBuilder::orientation(1);
+        b.orientation = None;
+        b.model = Some("E-M1");
+        let info = read_raw_exif(&b.build(), RawContainer::Tiff, preview.clone());
+        assert_eq!(info.orientation, 1);
+        assert_eq!(info.camera_model.as_deref(), Some("E-M1"));
+        assert_eq!(info.camera_make.as_deref(), Some("Preview make"));
+        assert_eq!(info.date_taken.as_deref(), Some("2001-01-01T00:00:00"));
+        // RAF: the preview's EXIF is the file's.
+        assert_eq!(
+            read_raw_exif(b"FUJIFILMCCD-RAW ", RawContainer::Raf, preview.clone()),
+            preview
+        );
+        assert_eq!(
+            read_raw_exif(b"II", RawContainer::Tiff, ExifInfo::default()),
+            ExifInfo::default()
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Turning files on disk into pixels the model can see: content sniffing, decoding, EXIF orientation.
+//! Turning files on disk into pixels the model can see: content sniffing, decoding, EXIF
+//! orientation, and the embedded JPEG preview of camera RAW files.
 
 pub mod decode;
 pub mod exif;
+pub mod raw;

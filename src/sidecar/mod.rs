@@ -35,6 +35,9 @@
 //!   photo is not captioned again.
 //! - [`rewrite`] / [`rewrite_under`] regenerate from the catalog (for `captiond sidecars rewrite
 //!   [PATH]`); files whose content would not change are not touched.
+//! - [`follow`]: a photo moved, renamed or copied (same content): its old sidecar is moved to the
+//!   new place when it is the photo's alone and nothing is there yet, then [`rewrite`]; the
+//!   daemon calls it for what discovery reports.
 //!
 //! A failed sidecar is a [`SidecarError`] naming the file; callers log it (or mark the job) and go
 //! on with the next photo.
@@ -52,6 +55,7 @@
 
 pub mod content;
 pub mod embed;
+mod follow;
 pub mod merge;
 pub mod naming;
 mod write;
@@ -65,6 +69,7 @@ use crate::catalog::{Catalog, CatalogError, PhotoState};
 use crate::config::SidecarNaming;
 
 pub use content::{Provenance, SidecarContent};
+pub use follow::{follow, FollowOutcome};
 pub use naming::{is_raw, sidecar_path, SidecarLocation};
 pub use xmp::{Packet, XmpError};
 

@@ -3,11 +3,13 @@
 //! - `ext` (default): `IMG_1.JPG.xmp`, the image's full name plus `.xmp` (digiKam, darktable,
 //!   Immich). Every image has its own, so there is never a second writer.
 //! - `stem`: `IMG_1.xmp` (Lightroom, Capture One). Images sharing a stem (`IMG_1.CR2` +
-//!   `IMG_1.JPG`) share the file, so exactly one of them writes it: **a non-RAW image**, because
-//!   captiond captions the camera JPEG (it has no RAW decoder) and its results describe the RAW
-//!   too, which is what Lightroom and Capture One attach `IMG_1.xmp` to; among several candidates
-//!   of the same kind, the one whose extension sorts first (ASCII, case-insensitive), then by file
-//!   name. The others get [`SidecarLocation::Skip`] naming the writer.
+//!   `IMG_1.JPG`) share the file, so exactly one of them writes it: **the RAW**, when captiond
+//!   captions it (it has an embedded JPEG preview, [`crate::media::raw::file_has_preview`]),
+//!   because `IMG_1.xmp` is the RAW's sidecar to Lightroom and Capture One; else a non-RAW image
+//!   (the camera JPEG, whose results describe the RAW too); a RAW captiond cannot caption comes
+//!   last. Among several candidates of the same kind, the one whose extension sorts first (ASCII,
+//!   case-insensitive), then by file name. The others get [`SidecarLocation::Skip`] naming the
+//!   writer.
 //!
 //! An existing sidecar is found case-insensitively (`IMG_1.jpg.XMP` counts); when several spellings
 //! exist, the exact default name wins, then the first in byte order. A new file is named with the
@@ -56,6 +58,43 @@ fn same_ignoring_ascii_case(a: &OsStr, b: &OsStr) -> bool {
         .eq_ignore_ascii_case(b.as_encoded_bytes())
 }
 
+/// Whether the file `name` is an image whose stem is `stem` (ignoring ASCII case): a candidate
+/// writer of the `stem`-named sidecar `<stem>.xmp`.
+fn shares_stem(name: &OsStr, stem: &OsStr) -> bool {
+    let p = Path::new(name);
+    p.extension().is_some()
+        && p.file_stem()
+            .is_some_and(|s| same_ignoring_ascii_case(s, stem))
+        && class_by_extension(name) == FileClass::Image
+}
+
+/// The other images that share `image`'s sidecar file under `naming`, as they are now: with
+/// `stem`, every other image in its folder with the same stem (`IMG_1.CR2` for `IMG_1.JPG`),
+/// whether or not `image` itself is still there; with `ext`, none (each image has its own).
+/// A sidecar with such sharers is not `image`'s alone to move.
+pub fn sharers(image: &Path, naming: SidecarNaming) -> Vec<PathBuf> {
+    if naming == SidecarNaming::Ext {
+        return Vec::new();
+    }
+    let (Some(stem), Some(own)) = (image.file_stem(), image.file_name()) else {
+        return Vec::new();
+    };
+    let dir = match image.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.file_name()))
+                .filter(|n| n.as_os_str() != own && shares_stem(n, stem))
+                .map(|n| dir.join(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 /// Finds the sidecar for `image` under `naming`; see the module docs for the rules.
 pub fn sidecar_path(image: &Path, naming: SidecarNaming) -> SidecarLocation {
     let dir = match image.parent() {
@@ -84,13 +123,7 @@ pub fn sidecar_path(image: &Path, naming: SidecarNaming) -> SidecarLocation {
         let own = image.file_name().unwrap_or_default();
         let mut candidates: Vec<OsString> = names
             .iter()
-            .filter(|n| {
-                let p = Path::new(n.as_os_str());
-                p.extension().is_some()
-                    && p.file_stem()
-                        .is_some_and(|s| same_ignoring_ascii_case(s, stem))
-                    && class_by_extension(n) == FileClass::Image
-            })
+            .filter(|n| shares_stem(n, stem))
             .cloned()
             .collect();
         if !candidates.iter().any(|n| n.as_os_str() == own) {
@@ -103,7 +136,15 @@ pub fn sidecar_path(image: &Path, naming: SidecarNaming) -> SidecarLocation {
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            (is_raw(p), ext, n.as_encoded_bytes().to_vec())
+            // 0: a RAW we caption, 1: any other image, 2: a RAW we cannot caption.
+            let rank = if !is_raw(p) {
+                1
+            } else if crate::media::raw::file_has_preview(&dir.join(p)) {
+                0
+            } else {
+                2
+            };
+            (rank, ext, n.as_encoded_bytes().to_vec())
         };
         let writer = candidates.into_iter().min_by_key(key);
         if let Some(writer) = writer {
@@ -156,13 +197,59 @@ mod tests {
     }
 
     #[test]
+    fn a_captioned_raw_writes_the_stem_sidecar_of_its_pair() {
+        use crate::media::raw::tests::{jpeg, RawBuilder};
+        let d = tempfile::tempdir().unwrap();
+        let nef = d.path().join("IMG_3.NEF");
+        std::fs::write(
+            &nef,
+            RawBuilder::nef_like(true, jpeg(8, 8, 0), jpeg(32, 24, 1), 1).build(),
+        )
+        .unwrap();
+        let jpg = touch(d.path(), "IMG_3.JPG");
+        let dng = touch(d.path(), "IMG_3.dng"); // no preview: never the writer
+        assert_eq!(
+            sidecar_path(&nef, SidecarNaming::Stem),
+            SidecarLocation::Write {
+                path: d.path().join("IMG_3.xmp"),
+                exists: false
+            }
+        );
+        for other in [&jpg, &dng] {
+            assert_eq!(
+                sidecar_path(other, SidecarNaming::Stem),
+                SidecarLocation::Skip {
+                    path: d.path().join("IMG_3.xmp"),
+                    writer: nef.clone()
+                }
+            );
+        }
+        // `ext` naming: each its own, RAW included.
+        assert_eq!(
+            sidecar_path(&nef, SidecarNaming::Ext).path(),
+            d.path().join("IMG_3.NEF.xmp")
+        );
+        // Without the captioned RAW, the JPEG writes and the preview-less DNG does not.
+        std::fs::remove_file(&nef).unwrap();
+        assert!(matches!(
+            sidecar_path(&jpg, SidecarNaming::Stem),
+            SidecarLocation::Write { .. }
+        ));
+        assert!(matches!(
+            sidecar_path(&dng, SidecarNaming::Stem),
+            SidecarLocation::Skip { writer, .. } if writer == jpg
+        ));
+    }
+
+    #[test]
     fn stem_naming_gives_a_raw_jpeg_pair_one_writer() {
         let d = tempfile::tempdir().unwrap();
         let jpg = touch(d.path(), "IMG_2.JPG");
         let raw = touch(d.path(), "IMG_2.CR2");
         touch(d.path(), "IMG_2.mov");
         touch(d.path(), "IMG_2.XMP");
-        // The JPEG is the one captioned, so it writes the pair's shared sidecar.
+        // This CR2 has no embedded preview (so it is not captioned): the JPEG writes the pair's
+        // shared sidecar.
         assert_eq!(
             sidecar_path(&jpg, SidecarNaming::Stem),
             SidecarLocation::Write {
@@ -188,6 +275,13 @@ mod tests {
             sidecar_path(&a, SidecarNaming::Stem),
             SidecarLocation::Skip { .. }
         ));
+        // Sharers: the other images of the stem, whether or not the image itself is there.
+        assert_eq!(sharers(&jpg, SidecarNaming::Stem), vec![raw.clone()]);
+        std::fs::remove_file(&jpg).unwrap();
+        assert_eq!(sharers(&jpg, SidecarNaming::Stem), vec![raw.clone()]);
+        assert!(sharers(&raw, SidecarNaming::Stem).is_empty());
+        assert!(sharers(&raw, SidecarNaming::Ext).is_empty());
+        touch(d.path(), "IMG_2.JPG");
         // A lone image writes.
         let c = touch(d.path(), "c.jpg");
         assert_eq!(

@@ -255,6 +255,69 @@ pub(crate) fn update_file_observed(
     Err(SidecarError::Conflict { path: target })
 }
 
+/// Why [`move_file`] did not move.
+#[derive(Debug)]
+pub(crate) enum MoveError {
+    /// A file is already at the destination: nothing was changed.
+    Exists,
+    /// The move failed; the source is where it was (and nothing new is at the destination).
+    Io(SidecarError),
+}
+
+/// Moves the file `from` to `to`, which must not exist: a file there (even one created
+/// meanwhile) is never replaced. Hard-links `to` and then unlinks `from` (a rename that cannot
+/// clobber); where hard links are not available (FAT, some network shares) renames after
+/// checking `to` is free; across filesystems copies the bytes to a new `to` (fsynced, mode kept)
+/// and then removes `from`. Both folders are fsynced.
+pub(crate) fn move_file(from: &Path, to: &Path) -> Result<(), MoveError> {
+    let dir_of = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let unlink = |p: &Path| fs::remove_file(p).map_err(|e| MoveError::Io(io_err(p, "remove")(e)));
+    match fs::hard_link(from, to) {
+        Ok(()) => unlink(from)?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(MoveError::Exists),
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => copy_new(from, to)?,
+        Err(_) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(MoveError::Exists);
+            }
+            match fs::rename(from, to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::CrossesDevices => copy_new(from, to)?,
+                Err(e) => return Err(MoveError::Io(io_err(from, "move")(e))),
+            }
+        }
+    }
+    sync_dir(&dir_of(to));
+    sync_dir(&dir_of(from));
+    Ok(())
+}
+
+/// `move_file` across filesystems: `to` created new with `from`'s bytes and mode, then `from`
+/// removed.
+fn copy_new(from: &Path, to: &Path) -> Result<(), MoveError> {
+    let bytes = fs::read(from).map_err(|e| MoveError::Io(io_err(from, "read")(e)))?;
+    let meta = fs::metadata(from).map_err(|e| MoveError::Io(io_err(from, "stat")(e)))?;
+    let mut file = match OpenOptions::new().write(true).create_new(true).open(to) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(MoveError::Exists),
+        Err(e) => return Err(MoveError::Io(io_err(to, "create")(e))),
+    };
+    let mut placed = TempFile {
+        path: to.to_path_buf(),
+        armed: true,
+    };
+    copy_owner_and_mode(&file, &meta)
+        .map_err(|e| MoveError::Io(io_err(to, "set the mode of")(e)))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| MoveError::Io(io_err(to, "write")(e)))?;
+    placed.armed = false;
+    fs::remove_file(from).map_err(|e| MoveError::Io(io_err(from, "remove")(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +404,28 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"orig");
         assert!(leftovers(d.path()).is_empty());
+    }
+
+    #[test]
+    fn move_file_never_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.xmp");
+        let b = d.path().join("sub/b.xmp");
+        fs::create_dir_all(b.parent().unwrap()).unwrap();
+        fs::write(&a, b"mine").unwrap();
+        move_file(&a, &b).unwrap();
+        assert!(!a.exists());
+        assert_eq!(fs::read(&b).unwrap(), b"mine");
+        fs::write(&a, b"other").unwrap();
+        assert!(matches!(move_file(&a, &b), Err(MoveError::Exists)));
+        assert_eq!(fs::read(&a).unwrap(), b"other");
+        assert_eq!(fs::read(&b).unwrap(), b"mine");
+        let missing = d.path().join("missing.xmp");
+        assert!(matches!(
+            move_file(&missing, &d.path().join("c.xmp")),
+            Err(MoveError::Io(_))
+        ));
+        assert!(!d.path().join("c.xmp").exists());
     }
 
     #[cfg(unix)]

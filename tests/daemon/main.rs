@@ -5,6 +5,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod queue_recovery;
+mod raw;
+mod sidecar_moves;
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -377,7 +377,8 @@ fn stem_naming_gives_a_raw_jpeg_pair_one_writer() {
         ..SidecarSettings::default()
     };
     let c = content(Some("x"), &["y"], &[]);
-    // The JPEG is what captiond captions, so it writes the pair's sidecar; the RAW is skipped.
+    // This "RAW" has no embedded preview, so captiond captions only the JPEG, which writes the
+    // pair's sidecar; the RAW is skipped. (A RAW with a preview would write it: naming.rs.)
     assert_eq!(
         write_sidecar(&raw, &c, &s).unwrap(),
         WriteOutcome::Skipped(SkipReason::NotWriter {
