@@ -441,6 +441,21 @@ impl Catalog {
         })
     }
 
+    /// The content's pixel size as discovery recorded it (before orientation; a RAW's is its
+    /// preview's), when known.
+    pub fn content_dimensions(&self, hash: &str) -> Result<Option<(u32, u32)>, CatalogError> {
+        self.read("content_dimensions", |c| {
+            let dims: Option<(Option<i64>, Option<i64>)> = c
+                .prepare_cached("SELECT width, height FROM contents WHERE hash = ?1")?
+                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(match dims {
+                Some((Some(w), Some(h))) => u32::try_from(w).ok().zip(u32::try_from(h).ok()),
+                _ => None,
+            })
+        })
+    }
+
     /// The content's keywords, sorted.
     pub fn keywords_for_hash(&self, hash: &str) -> Result<Vec<String>, CatalogError> {
         self.read("keywords_for_hash", |c| keywords_of(c, hash))

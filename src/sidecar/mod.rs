@@ -384,7 +384,17 @@ pub fn rewrite(
         .keywords_for_hash(&photo.hash)
         .map_err(catalog_err)?;
     let mut content = SidecarContent::from_results(&results, &keywords);
-    content.stored_size = ::image::image_dimensions(image).ok();
+    // A RAW's stored frame is its preview's, as the catalog has it (the `image` crate reads no
+    // RAW header); other files are measured now, the catalog's size is the fallback.
+    let header = (!is_raw(image))
+        .then(|| ::image::image_dimensions(image).ok())
+        .flatten();
+    content.stored_size = match header {
+        Some(dims) => Some(dims),
+        None => catalog
+            .content_dimensions(&photo.hash)
+            .map_err(catalog_err)?,
+    };
     Ok(RewriteOutcome {
         sidecar: write_sidecar(image, &content, settings)?,
         embedded: embed_xmp_observed(image, &content, settings, catalog)?,

@@ -191,3 +191,44 @@ fn embedding_without_sidecars_keeps_the_photos_identity() {
     assert_eq!(o.hash, hashes[0]);
     assert!(!o.changed);
 }
+
+/// MWG regions carry the stored frame's size. A RAW's is the one the catalog recorded (its
+/// preview's): the `image` crate cannot read a RAW header.
+#[test]
+fn mwg_regions_of_a_raw_use_the_catalogs_size() {
+    let d = tempdir();
+    let root = d.path().join("photos");
+    fs::create_dir(&root).unwrap();
+    let raw = root.join("IMG_7.NEF");
+    fs::write(&raw, b"II*\0 not decodable by the image crate").unwrap();
+    let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
+    let lib = cat.upsert_library(&root).unwrap();
+    let media = MediaFacts {
+        width: Some(1620),
+        height: Some(1080),
+        ..MediaFacts::default()
+    };
+    cat.record_photo(lib, &raw, 1, 1, "raw7", &media).unwrap();
+    cat.enqueue("raw7", "default", Priority::New).unwrap();
+    let job = cat.claim("default", 1).unwrap().remove(0);
+    let dog = Region {
+        label: "dog".into(),
+        bbox: [0.1, 0.2, 0.3, 0.4],
+    };
+    cat.finish(job.id, "raw7", &[result("<OD>", None, vec![dog], &["dog"])])
+        .unwrap();
+    let s = SidecarSettings {
+        mwg_regions: true,
+        ..SidecarSettings::default()
+    };
+    assert_eq!(
+        rewrite(&cat, &raw, &s).unwrap().sidecar,
+        WriteOutcome::Created
+    );
+    let text = fs::read_to_string(root.join("IMG_7.NEF.xmp")).unwrap();
+    assert!(text.contains("mwg-rs:Regions"), "{text}");
+    assert!(
+        text.contains("1620") && text.contains("1080"),
+        "AppliedToDimensions from the catalog: {text}"
+    );
+}
