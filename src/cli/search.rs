@@ -90,21 +90,10 @@ pub struct SearchRow<'a> {
     pub score: f64,
 }
 
-/// Checks a `--after`/`--before` value: `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, `YYYY-MM-DD HH`,
-/// `…:MM` or `…:SS`, `T` or a space between date and time.
+/// Checks a `--after`/`--before` value (the catalog's date forms), for clap.
 fn parse_date(value: &str) -> Result<String, String> {
-    const TEMPLATE: &[u8] = b"0000-00-00T00:00:00";
-    let s = value.trim().replacen(' ', "T", 1);
-    let ok = [4, 7, 10, 13, 16, 19].contains(&s.len())
-        && s.bytes().zip(TEMPLATE).all(|(c, t)| match t {
-            b'0' => c.is_ascii_digit(),
-            _ => c == *t,
-        });
-    if ok {
-        Ok(s)
-    } else {
-        Err("expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS".to_owned())
-    }
+    crate::catalog::search::normalise_date(value)
+        .map_err(|_| "expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS".to_owned())
 }
 
 /// `path` made absolute against the current directory, `.` and `..` resolved by name (no

@@ -212,8 +212,9 @@ pub(crate) fn fts_query(text: &str) -> FtsQuery {
     FtsQuery { positive, negative }
 }
 
-/// Checks a date bound and brings it to the stored form (`T` between date and time).
-fn normalise_date(value: &str) -> Result<String, CatalogError> {
+/// Checks a date bound (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`, then `T` or a space and `HH`, `HH:MM` or
+/// `HH:MM:SS`) and brings it to the stored form (`T` between date and time).
+pub fn normalise_date(value: &str) -> Result<String, CatalogError> {
     const TEMPLATE: &[u8] = b"0000-00-00T00:00:00";
     let s = value.trim().replacen(' ', "T", 1);
     let ok = [4, 7, 10, 13, 16, 19].contains(&s.len())
