@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::daemon::worker::sidecar_settings;
+use crate::daemon::worker::{library_of, sidecar_settings};
 use crate::sidecar::{rewrite_under, WriteOutcome};
 
 #[derive(Debug, Args)]
@@ -46,11 +46,7 @@ pub fn run(config: Option<&Path>, args: SidecarsArgs) -> anyhow::Result<ExitCode
         &catalog,
         under.as_deref(),
         |photo| {
-            let lib = settings
-                .libraries
-                .iter()
-                .filter(|l| photo.starts_with(&l.path))
-                .max_by_key(|l| l.path.as_os_str().len())?;
+            let lib = library_of(&settings.libraries, photo)?;
             sidecar_settings(lib, &settings.sidecar)
         },
         |photo, outcome| match outcome {

@@ -354,7 +354,8 @@ pub fn sidecar_settings(lib: &Library, options: &SidecarOptions) -> Option<Sidec
     })
 }
 
-fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> {
+/// The library holding `path`: the deepest root it is under (libraries may nest).
+pub fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> {
     libraries
         .iter()
         .filter(|l| path.starts_with(&l.path))
