@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{
-    BooleanQuery, BoostQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query,
+    RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
@@ -321,12 +322,31 @@ fn writer_add(writer: &IndexWriter, fields: Fields, doc: &super::SearchDoc) -> t
 
 impl SearchIndex {
     /// The best `limit` photos for `query` (all matches when `limit` is 0), best first; ties in
-    /// photo id order.
-    pub fn ranked(&self, query: &ParsedQuery, limit: usize) -> Result<Vec<Ranked>, CatalogError> {
+    /// photo id order. `only`: rank just these photos.
+    pub fn ranked(
+        &self,
+        query: &ParsedQuery,
+        limit: usize,
+        only: Option<&[i64]>,
+    ) -> Result<Vec<Ranked>, CatalogError> {
         let err = index_err(&self.dir);
-        let Some(q) = self.build(query) else {
+        let Some(mut q) = self.build(query) else {
             return Ok(Vec::new());
         };
+        if let Some(ids) = only {
+            // Only these photos (those a narrow filter lets through); adds nothing to scores.
+            let set = TermSetQuery::new(
+                ids.iter()
+                    .map(|&id| Term::from_field_u64(self.fields.id, id as u64)),
+            );
+            q = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, q),
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(Box::new(set), 0.0)),
+                ),
+            ]));
+        }
         let searcher = self.reader.searcher();
         let limit = if limit == 0 {
             (searcher.num_docs() as usize).max(1)

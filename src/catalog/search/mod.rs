@@ -257,9 +257,7 @@ fn filters(q: &SearchQuery) -> Result<(String, Vec<Value>), CatalogError> {
     if let Some(label) = q.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
         let plain = label.to_lowercase();
         let normalised = crate::clean::normalise_keyword(label).unwrap_or_else(|| plain.clone());
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM keywords k WHERE k.hash = p.hash AND k.keyword IN (?, ?))",
-        );
+        sql.push_str(" AND p.hash IN (SELECT k.hash FROM keywords k WHERE k.keyword IN (?, ?))");
         params.push(Value::Text(plain));
         params.push(Value::Text(normalised));
     }
@@ -298,6 +296,10 @@ fn filters(q: &SearchQuery) -> Result<(String, Vec<Value>), CatalogError> {
 
 const LABELS: &str = "(SELECT group_concat(k.keyword, char(31) ORDER BY k.keyword)
                        FROM keywords k WHERE k.hash = p.hash)";
+
+/// Most photos a filter may let through to be ranked as a set (beyond it, ranked candidates are
+/// checked against the filter instead).
+const NARROW_FILTER: usize = 20_000;
 
 /// One photo's searchable text, as `photo_fts` holds it.
 pub(crate) struct SearchDoc {
@@ -346,8 +348,21 @@ impl Catalog {
             n if filter_params.is_empty() => n + n / 4 + 4,
             n => n.max(20) * 8,
         };
+        let mut first = true;
         loop {
-            let ranked = ix.ranked(&parsed, fetch)?;
+            if !std::mem::take(&mut first) && !filter_params.is_empty() {
+                // The best candidates mostly failed the filters: a narrow filter. Rank only the
+                // photos it lets through, when they are few enough to list.
+                if let Some(ids) = self.filtered_ids(&filter_sql, &filter_params)? {
+                    let ranked = ix.ranked(&parsed, want, Some(&ids))?;
+                    let mut hits = self.hits_for(&ranked, &parsed, &filter_sql, &filter_params)?;
+                    if want > 0 {
+                        hits.truncate(want);
+                    }
+                    return Ok(hits);
+                }
+            }
+            let ranked = ix.ranked(&parsed, fetch, None)?;
             let exhausted = fetch == 0 || ranked.len() < fetch;
             let mut hits = self.hits_for(&ranked, &parsed, &filter_sql, &filter_params)?;
             if exhausted || hits.len() >= want {
@@ -379,6 +394,26 @@ impl Catalog {
             *slot = Some(SearchIndex::open(self)?);
         }
         slot.as_mut().expect("just set").sync(self)
+    }
+
+    /// The present photos passing the filters, when there are at most [`NARROW_FILTER`].
+    fn filtered_ids(
+        &self,
+        filter_sql: &str,
+        filter_params: &[Value],
+    ) -> Result<Option<Vec<i64>>, CatalogError> {
+        let sql = format!(
+            "SELECT p.id FROM photos p JOIN contents c ON c.hash = p.hash
+             WHERE p.state = 'present'{filter_sql} LIMIT ?"
+        );
+        let mut params = filter_params.to_vec();
+        params.push(Value::Integer(NARROW_FILTER as i64 + 1));
+        let ids: Vec<i64> = self.read("search filter", |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
+            rows.collect()
+        })?;
+        Ok((ids.len() <= NARROW_FILTER).then_some(ids))
     }
 
     /// Rows of `ranked` photos that are present and pass the filters, in rank order.
@@ -991,6 +1026,41 @@ mod tests {
             ranked.sort();
             fts.sort();
             assert_eq!(ranked, fts, "query {q:?}");
+        }
+        // With filters too (the narrow ones are ranked as a set).
+        let filtered = [
+            SearchQuery {
+                label: Some("cat".into()),
+                ..SearchQuery::new("car")
+            },
+            SearchQuery {
+                before: Some("2023".into()),
+                ..SearchQuery::new("car OR dog")
+            },
+            SearchQuery {
+                under: Some(PathBuf::from("/photos/2023")),
+                ..SearchQuery::new("a")
+            },
+            SearchQuery {
+                camera: Some("canon".into()),
+                limit: 1,
+                ..SearchQuery::new("car OR dog")
+            },
+        ];
+        for q in filtered {
+            let paths = |hits: Vec<Hit>| -> Vec<String> {
+                let mut p: Vec<String> = hits
+                    .into_iter()
+                    .map(|h| h.path.to_string_lossy().into_owned())
+                    .collect();
+                p.sort();
+                p
+            };
+            assert_eq!(
+                paths(f.cat.search(&q).unwrap()),
+                paths(f.cat.search_fts5(&q).unwrap()),
+                "{q:?}"
+            );
         }
         let dir = index::index_dir(&f.db);
         assert!(dir.join("meta.json").is_file());
