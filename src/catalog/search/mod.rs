@@ -696,13 +696,21 @@ mod tests {
         f
     }
 
-    fn search(f: &Fixture, q: SearchQuery) -> Vec<String> {
-        f.cat
-            .search(&q)
-            .unwrap()
-            .into_iter()
+    fn paths(hits: Vec<Hit>) -> Vec<String> {
+        hits.into_iter()
             .map(|h| h.path.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// `paths` in sorted order, to compare the two engines' match sets.
+    fn sorted_paths(hits: Vec<Hit>) -> Vec<String> {
+        let mut p = paths(hits);
+        p.sort();
+        p
+    }
+
+    fn search(f: &Fixture, q: SearchQuery) -> Vec<String> {
+        paths(f.cat.search(&q).unwrap())
     }
 
     fn text(f: &Fixture, t: &str) -> Vec<String> {
@@ -1015,17 +1023,12 @@ mod tests {
             "IMG_0002",
             "nothing-like-this",
         ] {
-            let mut ranked = text(&f, q);
-            let mut fts: Vec<String> = f
-                .cat
-                .search_fts5(&SearchQuery::new(q))
-                .unwrap()
-                .into_iter()
-                .map(|h| h.path.to_string_lossy().into_owned())
-                .collect();
-            ranked.sort();
-            fts.sort();
-            assert_eq!(ranked, fts, "query {q:?}");
+            let q = SearchQuery::new(q);
+            assert_eq!(
+                sorted_paths(f.cat.search(&q).unwrap()),
+                sorted_paths(f.cat.search_fts5(&q).unwrap()),
+                "{q:?}"
+            );
         }
         // With filters too (the narrow ones are ranked as a set).
         let filtered = [
@@ -1048,17 +1051,9 @@ mod tests {
             },
         ];
         for q in filtered {
-            let paths = |hits: Vec<Hit>| -> Vec<String> {
-                let mut p: Vec<String> = hits
-                    .into_iter()
-                    .map(|h| h.path.to_string_lossy().into_owned())
-                    .collect();
-                p.sort();
-                p
-            };
             assert_eq!(
-                paths(f.cat.search(&q).unwrap()),
-                paths(f.cat.search_fts5(&q).unwrap()),
+                sorted_paths(f.cat.search(&q).unwrap()),
+                sorted_paths(f.cat.search_fts5(&q).unwrap()),
                 "{q:?}"
             );
         }
@@ -1097,14 +1092,8 @@ mod tests {
 
         // Another handle (a CLI process) on the same files: read-only catalog, shared index.
         let ro = Catalog::open_readonly(&f.db).unwrap();
-        let paths = |c: &Catalog, q: &str| -> Vec<String> {
-            c.search(&SearchQuery::new(q))
-                .unwrap()
-                .into_iter()
-                .map(|h| h.path.to_string_lossy().into_owned())
-                .collect()
-        };
-        assert_eq!(paths(&ro, "garage"), vec!["/photos/garage/IMG_0004.JPG"]);
+        let ro_text = |q: &str| paths(ro.search(&SearchQuery::new(q)).unwrap());
+        assert_eq!(ro_text("garage"), vec!["/photos/garage/IMG_0004.JPG"]);
 
         // Deleted, then damaged: rebuilt each time with the same answers.
         let dir = index::index_dir(&f.db);
@@ -1114,7 +1103,7 @@ mod tests {
         drop(f.cat.search_index.borrow_mut().take());
         std::fs::write(dir.join("meta.json"), b"{ not json").unwrap();
         assert_eq!(text(&f, "garage"), vec!["/photos/garage/IMG_0004.JPG"]);
-        assert_eq!(paths(&ro, "sofa"), vec!["/photos/2022/home/IMG_0003.JPG"]);
+        assert_eq!(ro_text("sofa"), vec!["/photos/2022/home/IMG_0003.JPG"]);
     }
 
     /// Filters apply to ranked candidates, also when most of the best ones fail them.
