@@ -305,20 +305,26 @@ mod tests {
         assert!(matches!(err, CatalogError::TooNew { .. }), "{err:?}");
     }
 
-    /// A version-1 catalog with data, frozen as SQL: every later build must open it and keep its data.
-    #[test]
-    fn v1_fixture_migrates() {
+    /// The frozen version-1 catalog (tests/fixtures/catalog/v1.sql) as a file in `dir`.
+    fn v1_catalog(dir: &Path) -> std::path::PathBuf {
         let sql = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/catalog/v1.sql"
         ))
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.db");
+        let path = dir.join("v1.db");
         Connection::open(&path)
             .unwrap()
             .execute_batch(&sql)
             .unwrap();
+        path
+    }
+
+    /// A version-1 catalog with data, frozen as SQL: every later build must open it and keep its data.
+    #[test]
+    fn v1_fixture_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = v1_catalog(dir.path());
         let cat = Catalog::open(&path).unwrap();
         let hits = cat
             .search(&crate::catalog::SearchQuery::new("dogs"))
@@ -373,17 +379,8 @@ mod tests {
     /// failing on the missing alias table.
     #[test]
     fn v1_catalog_read_only_needs_upgrade() {
-        let sql = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/catalog/v1.sql"
-        ))
-        .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(&sql)
-            .unwrap();
+        let path = v1_catalog(dir.path());
         let err = Catalog::open_readonly(&path).unwrap_err();
         assert!(
             matches!(err, CatalogError::NeedsUpgrade { found: 1, .. }),

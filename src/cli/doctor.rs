@@ -20,6 +20,7 @@ use clap::Args;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{default_config_path, Library, ModelLocation, Settings};
+use crate::daemon::error_chain as chain;
 use crate::florence2::hub::{self, HubSettings, ModelSource};
 use crate::florence2::load::ModelFiles;
 use crate::florence2::DeviceChoice;
@@ -143,18 +144,6 @@ fn one_line(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// An error and its causes on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn check_config(config: Option<&Path>, report: &mut Report) -> Option<Settings> {
