@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::florence2::{DeviceChoice, DtypeChoice, Task};
+use crate::library::PollMode;
+use crate::sidecar::{SidecarNaming, SidecarSettings};
+use florence2::hub::ModelSource;
+use florence2::{DeviceChoice, DtypeChoice, Task};
 
 /// The model captiond uses when the config names none.
 pub const DEFAULT_MODEL_REPO: &str = "florence-community/Florence-2-base";
@@ -92,24 +95,6 @@ struct RawDaemon {
     idle_unload: Option<String>,
 }
 
-/// How a library's sidecar files are named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SidecarNaming {
-    /// `IMG_1.JPG.xmp` (digiKam, darktable, Immich).
-    Ext,
-    /// `IMG_1.xmp` (Lightroom, Capture One).
-    Stem,
-}
-
-/// Whether a library is watched with inotify/FSEvents or polled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollMode {
-    /// Poll network and FUSE filesystems, watch local ones.
-    Auto,
-    Always,
-    Never,
-}
-
 #[derive(Debug, Clone)]
 pub struct Library {
     pub path: PathBuf,
@@ -121,16 +106,32 @@ pub struct Library {
     pub poll: PollMode,
 }
 
-/// Which checkpoint to load: a local folder wins over a hub repo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelLocation {
-    Dir(PathBuf),
-    Repo { id: String, revision: String },
+impl Library {
+    /// What this library writes: `None` when it has neither sidecars nor embedding.
+    pub fn sidecar_settings(&self, options: &SidecarOptions) -> Option<SidecarSettings> {
+        (self.sidecars || self.embed).then(|| SidecarSettings {
+            sidecar: self.sidecars,
+            naming: self.naming,
+            keyword_parent: options.keyword_parent.clone(),
+            mwg_regions: options.mwg_regions,
+            embed: self.embed,
+        })
+    }
+}
+
+/// The library holding `path`: the deepest root it is under (libraries may nest, and a photo
+/// belongs to the innermost one, whose settings apply).
+pub fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> {
+    libraries
+        .iter()
+        .filter(|l| path.starts_with(&l.path))
+        .max_by_key(|l| l.path.components().count())
 }
 
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
-    pub location: ModelLocation,
+    /// Which checkpoint to load: `model.dir` (a local folder) wins over `model.repo`.
+    pub location: ModelSource,
     pub device: DeviceChoice,
     pub dtype: DtypeChoice,
     pub tasks: Vec<Task>,
@@ -269,8 +270,8 @@ impl Settings {
 
         let m = raw.model;
         let location = match (m.dir, m.repo) {
-            (Some(dir), _) => ModelLocation::Dir(anchor(dir)),
-            (None, repo) => ModelLocation::Repo {
+            (Some(dir), _) => ModelSource::Dir(anchor(dir)),
+            (None, repo) => ModelSource::Repo {
                 id: repo.unwrap_or_else(|| DEFAULT_MODEL_REPO.to_string()),
                 revision: m.revision.unwrap_or_else(|| "main".to_string()),
             },
@@ -359,13 +360,45 @@ mod tests {
 
     /// The error and its causes on one line, as the CLI prints them.
     fn chain(e: ConfigError) -> String {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
+        crate::errors::error_chain(&e)
+    }
+
+    /// Nested roots: a photo belongs to the innermost library holding it, and its settings
+    /// (sidecars, naming, embedding) are that library's.
+    #[test]
+    fn a_photo_belongs_to_the_innermost_library() {
+        let s = parse(
+            r#"
+            [[library]]
+            path = "/photos"
+            [[library]]
+            path = "/photos/phone"
+            sidecars = false
+            embed = true
+            [[library]]
+            path = "/photos/phone/raw"
+            naming = "stem"
+            "#,
+        )
+        .unwrap();
+        let root = |p: &str| library_of(&s.libraries, Path::new(p)).map(|l| l.path.clone());
+        assert_eq!(root("/photos/a.jpg"), Some("/photos".into()));
+        assert_eq!(root("/photos/phone/b.jpg"), Some("/photos/phone".into()));
+        assert_eq!(
+            root("/photos/phone/raw/c.nef"),
+            Some("/photos/phone/raw".into())
+        );
+        // A sibling whose name starts like a root is not inside it.
+        assert_eq!(root("/photos/phone2/d.jpg"), Some("/photos".into()));
+        assert_eq!(root("/elsewhere/e.jpg"), None);
+        let phone = library_of(&s.libraries, Path::new("/photos/phone/b.jpg")).unwrap();
+        let settings = phone.sidecar_settings(&s.sidecar).unwrap();
+        assert!(!settings.sidecar && settings.embed);
+        let raw = library_of(&s.libraries, Path::new("/photos/phone/raw/c.nef")).unwrap();
+        assert_eq!(
+            raw.sidecar_settings(&s.sidecar).unwrap().naming,
+            SidecarNaming::Stem
+        );
     }
 
     #[test]
@@ -419,7 +452,7 @@ idle_unload = "90s"
         assert!(!parse("[[library]]\npath = \"/p\"").unwrap().libraries[0].embed);
         assert_eq!(
             s.model.location,
-            ModelLocation::Dir("/etc/captiond/models/tiny".into())
+            ModelSource::Dir("/etc/captiond/models/tiny".into())
         );
         assert_eq!(s.model.tasks, vec![Task::Caption]);
         assert_eq!(s.daemon.rescan_interval, Duration::from_secs(1800));

@@ -4,10 +4,11 @@
 pub mod catalog;
 pub mod clean;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod errors;
 pub mod export;
-pub mod florence2;
 pub mod library;
 pub mod media;
 pub mod memory;

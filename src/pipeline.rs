@@ -7,15 +7,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use serde_json::Value;
 
 use crate::catalog::{Catalog, CatalogError, FailOutcome, Job, Region, RetryPolicy, TaskResult};
 use crate::clean::{display_caption, keywords};
-use crate::config::{ModelLocation, ModelSettings};
-use crate::florence2::hub::{resolve, ModelSource};
-use crate::florence2::{Florence2, GenerationConfig, Output, Task, Timings};
+use crate::config::ModelSettings;
 use crate::media::decode::{decode_image_bytes_with, DecodeLimits, DecodedImage};
 use crate::media::exif::map_box_to_stored;
+use florence2::hub::{resolve, ModelSource};
+use florence2::{Florence2, GenerationConfig, Output, Task, Timings};
 
 /// What identifies "the same captioning" across runs: model, revision and task list. Results of
 /// another profile do not count, so changing any of them re-queues the library (`reprocess`).
@@ -23,16 +24,17 @@ pub fn profile_key(model: &ModelSettings) -> String {
     let tasks: Vec<&str> = model.tasks.iter().map(|t| t.as_str()).collect();
     format!(
         "{}|{}",
-        model_id(&model.location).join("@"),
+        provenance(&model.location).join("@"),
         tasks.join(",")
     )
 }
 
-/// (repo or folder, revision) as recorded with every result.
-fn model_id(location: &ModelLocation) -> [String; 2] {
-    match location {
-        ModelLocation::Repo { id, revision } => [id.clone(), revision.clone()],
-        ModelLocation::Dir(dir) => [format!("dir:{}", dir.display()), "local".to_string()],
+/// (repo or folder, revision) as recorded with every result, in profiles and in sidecars: a
+/// folder is `dir:<path>` at revision `local`, so it is never taken for a hub repo.
+fn provenance(source: &ModelSource) -> [String; 2] {
+    match source {
+        ModelSource::Repo { id, revision } => [id.clone(), revision.clone()],
+        ModelSource::Dir(dir) => [format!("dir:{}", dir.display()), "local".to_string()],
     }
 }
 
@@ -48,22 +50,19 @@ pub struct Captioner {
 }
 
 impl Captioner {
+    /// The one way a model is loaded (the daemon, `caption`): resolve the source (download into
+    /// the Hugging Face cache when it is a repo; `progress` shows the download bars), pick the
+    /// device and dtype, load, and apply the configured generation settings.
     pub fn load(settings: &ModelSettings, progress: bool) -> anyhow::Result<Self> {
-        let source = match &settings.location {
-            ModelLocation::Dir(dir) => ModelSource::Dir(dir.clone()),
-            ModelLocation::Repo { id, revision } => ModelSource::Repo {
-                id: id.clone(),
-                revision: revision.clone(),
-            },
-        };
-        let files = resolve(&source, progress)?;
+        let files = resolve(&settings.location, progress)?;
         let device = settings.device.device()?;
         let dtype = settings.dtype.dtype(&device);
-        let model = Florence2::load(&files, &device, dtype)?;
+        let model = Florence2::load(&files, &device, dtype)
+            .with_context(|| format!("cannot load the model from {}", files.dir.display()))?;
         let mut generation = model.generation.clone();
         generation.num_beams = settings.beams;
         generation.max_new_tokens = settings.max_new_tokens;
-        let [model_repo, model_revision] = model_id(&settings.location);
+        let [model_repo, model_revision] = provenance(&settings.location);
         tracing::info!(model = %model_repo, revision = %model_revision, ?device, ?dtype, "model loaded");
         Ok(Self {
             model,
@@ -74,6 +73,26 @@ impl Captioner {
             profile: profile_key(settings),
             batch_size: settings.batch_size,
         })
+    }
+}
+
+impl Captioner {
+    /// The configured tasks, in order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Runs one task over a batch of upright RGB images with the configured generation settings;
+    /// `text_input` is the task's text (grounding, region tasks), if it takes one.
+    pub fn run(
+        &self,
+        images: &[&image::RgbImage],
+        task: Task,
+        text_input: Option<&str>,
+        timings: &mut Timings,
+    ) -> Result<Vec<Output>, florence2::Error> {
+        self.model
+            .run(images, task, text_input, &self.generation, timings)
     }
 }
 
@@ -169,10 +188,7 @@ pub fn process_batch(
             report.released += ids.len();
             return Ok(report);
         }
-        match captioner
-            .model
-            .run(&images, task, None, &captioner.generation, &mut timings)
-        {
+        match captioner.run(&images, task, None, &mut timings) {
             Ok(outputs) => per_task.push(outputs),
             Err(e) => {
                 // A model failure on a batch: fail each job with the cause so none is lost.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the Florence-2 parity fixtures under tests/fixtures/.
+"""Regenerate the Florence-2 parity fixtures under crates/florence2/tests/fixtures/.
 
 Run from the repository root:
 
@@ -46,7 +46,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "tests" / "fixtures"
+FIX = REPO / "crates" / "florence2" / "tests" / "fixtures"
 
 # ---------------------------------------------------------------------------------------
 # Florence-2 constants (same values as the reference processor / Microsoft tokenizer).

@@ -18,21 +18,24 @@
 
 pub mod queue;
 pub mod report;
+pub mod results;
 pub mod schema;
 pub mod search;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
+pub(crate) use crate::clock::now_ms;
+
 pub use queue::{FailOutcome, FailedJob, Job, Priority, QueueCounts, RetryPolicy};
+pub use results::{Region, StoredResult, TaskResult};
 pub use search::{Hit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
-pub use store::{
-    Batch, LibraryRow, MediaFacts, NewPhoto, PhotoRow, PhotoState, RecordOutcome, Region,
-    StoredResult, TaskResult,
-};
+pub use store::{Batch, LibraryRow, MediaFacts, NewPhoto, PhotoRow, PhotoState, RecordOutcome};
 
 /// How long a statement waits for another connection's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -282,14 +285,6 @@ fn open_error(path: &Path, source: rusqlite::Error) -> CatalogError {
             source,
         },
     }
-}
-
-/// Milliseconds since the Unix epoch: every timestamp in the catalog.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Paths go in as TEXT when they are UTF-8 (nearly always), else as a BLOB of the raw bytes, so no

@@ -9,8 +9,8 @@
 //! unmounted share's jobs wait instead of burning their attempts. A pending job whose content has
 //! no present photo at all (every copy deleted) could never be claimed, so it is never kept: it is
 //! dropped when its last photo goes (`store`), when a job claimed before that is failed or handed
-//! back, and at daemon start-up ([`Catalog::drop_orphaned_pending`]). Recording a photo with that
-//! content again queues it anew.
+//! back, and at daemon start-up ([`Catalog::drop_orphaned_pending`]), all through one rule,
+//! [`drop_orphaned_jobs`]. Recording a photo with that content again queues it anew.
 //!
 //! A `failed` job (out of attempts) stays failed until `captiond retry` (or `reprocess`); a new
 //! content (the file edited) is a new job.
@@ -21,7 +21,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::store::{self, TaskResult};
+use super::results::{self, TaskResult};
 use super::{now_ms, row_path, Catalog, CatalogError};
 
 /// Newly arrived photos go before backfill.
@@ -191,7 +191,7 @@ impl Catalog {
                 return Ok(false);
             }
             let now = now_ms();
-            store::store_results(c, now, hash, results)?;
+            results::store_results(c, now, hash, results)?;
             c.prepare_cached(
                 "UPDATE jobs SET state = 'done', last_error = NULL, claimed_at = NULL,
                                  not_before = 0, updated_at = ?2
@@ -227,24 +227,15 @@ impl Catalog {
         now: i64,
     ) -> Result<FailOutcome, CatalogError> {
         let outcome = self.write("fail", |c| {
-            let Some((attempts, present)) = c
-                .prepare_cached(
-                    "SELECT j.attempts,
-                            EXISTS (SELECT 1 FROM photos p WHERE p.hash = j.hash
-                                                           AND p.state = 'present')
-                     FROM jobs j WHERE j.id = ?1",
-                )?
-                .query_row([job_id], |r| {
-                    Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?))
-                })
+            let Some(attempts) = c
+                .prepare_cached("SELECT attempts FROM jobs WHERE id = ?1")?
+                .query_row([job_id], |r| r.get::<_, u32>(0))
                 .optional()?
             else {
                 return Ok(None);
             };
-            if !present {
+            if drop_orphaned_jobs(c, Orphans::HandedBack(job_id))? > 0 {
                 // Deleted mid-caption: pending, it could never be claimed again.
-                c.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-                    .execute([job_id])?;
                 return Ok(Some(FailOutcome::Dropped));
             }
             let attempts = attempts.saturating_add(1);
@@ -284,15 +275,10 @@ impl Catalog {
                 "UPDATE jobs SET state = 'pending', claimed_at = NULL, updated_at = ?2
                  WHERE id = ?1 AND state = 'running'",
             )?;
-            let mut orphan = c.prepare_cached(
-                "DELETE FROM jobs WHERE id = ?1 AND state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
-                                                            AND p.state = 'present')",
-            )?;
             let now = now_ms();
-            for id in job_ids {
+            for &id in job_ids {
                 if stmt.execute(params![id, now])? > 0 {
-                    orphan.execute([id])?;
+                    drop_orphaned_jobs(c, Orphans::HandedBack(id))?;
                 }
             }
             Ok(())
@@ -312,17 +298,13 @@ impl Catalog {
         })
     }
 
-    /// Deletes every `pending` job whose content no present photo holds (nothing can ever claim
-    /// one; left by a photo deleted mid-caption under an older captiond, or by a crash then). Run at
-    /// daemon start-up; recording the content again queues it anew. Returns how many.
+    /// Deletes every waiting (`pending` or `failed`) job whose content no present photo holds
+    /// (nothing can ever claim one; left by a photo deleted mid-caption under an older captiond,
+    /// or by a crash then). Run at daemon start-up, after [`Catalog::reclaim_running`]; recording
+    /// the content again queues it anew. Returns how many.
     pub fn drop_orphaned_pending(&self) -> Result<usize, CatalogError> {
         self.write("drop_orphaned_pending", |c| {
-            c.prepare_cached(
-                "DELETE FROM jobs WHERE state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
-                                                            AND p.state = 'present')",
-            )?
-            .execute([])
+            drop_orphaned_jobs(c, Orphans::Everywhere)
         })
     }
 
@@ -474,6 +456,43 @@ impl Catalog {
     }
 }
 
+/// Which jobs [`drop_orphaned_jobs`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Orphans<'a> {
+    /// The waiting jobs of one content (its last photo just went or changed content).
+    OfContent(&'a str),
+    /// One job its worker hands back (failed or released), whatever its state.
+    HandedBack(i64),
+    /// Every waiting job (daemon start-up).
+    Everywhere,
+}
+
+/// The one rule for jobs whose photos are all gone: a job that is not done, and that no worker
+/// holds (or that the caller's worker hands back), is deleted when no present photo has its
+/// content. Nothing could ever claim it, and a failure of a deleted file is nothing the user can
+/// act on (`status` and `retry` would report it forever). A `running` job is left to its worker,
+/// which ends it through [`Orphans::HandedBack`]. Returns how many jobs went.
+pub(crate) fn drop_orphaned_jobs(c: &Connection, which: Orphans<'_>) -> rusqlite::Result<usize> {
+    const GONE: &str = "NOT EXISTS (SELECT 1 FROM photos p WHERE p.hash = jobs.hash
+                                                      AND p.state = 'present')";
+    const WAITING: &str = "state IN ('pending', 'failed')";
+    match which {
+        Orphans::OfContent(hash) => c
+            .prepare_cached(&format!(
+                "DELETE FROM jobs WHERE hash = ?1 AND {WAITING} AND {GONE}"
+            ))?
+            .execute([hash]),
+        Orphans::HandedBack(id) => c
+            .prepare_cached(&format!(
+                "DELETE FROM jobs WHERE id = ?1 AND state != 'done' AND {GONE}"
+            ))?
+            .execute([id]),
+        Orphans::Everywhere => c
+            .prepare_cached(&format!("DELETE FROM jobs WHERE {WAITING} AND {GONE}"))?
+            .execute([]),
+    }
+}
+
 pub(crate) fn enqueue_in(
     c: &Connection,
     now: i64,
@@ -502,12 +521,12 @@ pub(crate) fn enqueue_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::store::tests::{caption, fixture, hash_of, PROFILE};
+    use crate::catalog::test_support::{caption, fixture, hash_of, PROFILE};
     use crate::catalog::MediaFacts;
     use std::collections::HashSet;
     use std::path::Path;
 
-    fn add(f: &crate::catalog::store::tests::Fixture, name: &str) -> String {
+    fn add(f: &crate::catalog::test_support::Fixture, name: &str) -> String {
         let h = hash_of(name);
         f.cat
             .record_photo(
@@ -750,7 +769,7 @@ mod tests {
         assert_eq!(f.cat.queue_counts(None).unwrap().done, 1);
     }
 
-    fn fail_for_good(f: &crate::catalog::store::tests::Fixture, job: i64) {
+    fn fail_for_good(f: &crate::catalog::test_support::Fixture, job: i64) {
         let o = f
             .cat
             .fail(

@@ -10,16 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use rusqlite::{params, Transaction, TransactionBehavior};
 
-use super::store::Region;
+use super::results::Region;
 use super::{now_ms, path_to_sql, row_path, Catalog, CatalogError};
-
-const RESCAN_TABLE: &str = "CREATE TABLE IF NOT EXISTS rescan_requests (
-    id           INTEGER PRIMARY KEY,
-    path         TEXT,              -- NULL: every library
-    requested_at INTEGER NOT NULL   -- Unix ms
-)";
 
 /// A rescan asked for by `captiond rescan`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,13 +158,6 @@ impl<'s, T> Peek<'s, T> {
     }
 }
 
-fn table_exists(c: &Connection, name: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
-    )?
-    .query_row([name], |r| r.get(0))
-}
-
 fn read_rescan(r: &rusqlite::Row<'_>) -> rusqlite::Result<RescanRequest> {
     let path = match r.get_ref(1)? {
         rusqlite::types::ValueRef::Null => None,
@@ -197,7 +184,6 @@ impl Catalog {
     /// library. Returns false when an equal request (or one for everything) is already waiting.
     pub fn request_rescan(&self, path: Option<&Path>) -> Result<bool, CatalogError> {
         self.write("request_rescan", |c| {
-            c.execute_batch(RESCAN_TABLE)?;
             let value = path.map(path_to_sql);
             let waiting: bool = c
                 .prepare_cached(
@@ -216,9 +202,6 @@ impl Catalog {
     /// The rescan requests waiting for the daemon, oldest first (read-only handles too).
     pub fn rescan_requests(&self) -> Result<Vec<RescanRequest>, CatalogError> {
         self.read("rescan_requests", |c| {
-            if !table_exists(c, "rescan_requests")? {
-                return Ok(Vec::new());
-            }
             let mut stmt =
                 c.prepare_cached("SELECT id, path, requested_at FROM rescan_requests ORDER BY id")?;
             let rows = stmt.query_map([], read_rescan)?;
@@ -231,9 +214,8 @@ impl Catalog {
     /// Costs one read when there is nothing to take (no write lock).
     pub fn take_rescan_requests(&self) -> Result<Vec<RescanRequest>, CatalogError> {
         let any = self.read("take_rescan_requests", |c| {
-            Ok(table_exists(c, "rescan_requests")?
-                && c.prepare_cached("SELECT EXISTS (SELECT 1 FROM rescan_requests)")?
-                    .query_row([], |r| r.get::<_, bool>(0))?)
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM rescan_requests)")?
+                .query_row([], |r| r.get::<_, bool>(0))
         })?;
         if !any {
             return Ok(Vec::new());
@@ -458,12 +440,9 @@ impl Catalog {
             .map(|l| (l.id, l.root)))
     }
 
-    /// How many rescan requests wait (0 when the table does not exist yet).
+    /// How many rescan requests wait.
     pub fn rescan_requests_waiting(&self) -> Result<u64, CatalogError> {
         self.read("rescan_requests_waiting", |c| {
-            if !table_exists(c, "rescan_requests")? {
-                return Ok(0);
-            }
             c.prepare_cached("SELECT count(*) FROM rescan_requests")?
                 .query_row([], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
@@ -474,7 +453,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::store::tests::{add_captioned, fixture, hash_of, PROFILE};
+    use crate::catalog::test_support::{add_captioned, fixture, hash_of, PROFILE};
     use crate::catalog::{MediaFacts, Priority};
 
     #[test]

@@ -134,7 +134,17 @@ CREATE TABLE search_log (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// Version 4: rescan requests from `captiond rescan` to a running daemon. Versions before this one
+/// created the table on first use, so it may exist already.
+const V4: &str = r#"
+CREATE TABLE IF NOT EXISTS rescan_requests (
+    id           INTEGER PRIMARY KEY,
+    path         TEXT,              -- NULL: every library
+    requested_at INTEGER NOT NULL   -- Unix ms
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -275,7 +285,9 @@ mod tests {
             "photo_fts",
             "photos",
             "regions",
+            "rescan_requests",
             "results",
+            "search_log",
         ] {
             assert!(first.iter().any(|n| n == t), "{t} missing from {first:?}");
         }
@@ -303,6 +315,29 @@ mod tests {
         assert!(matches!(err, CatalogError::TooNew { .. }), "{err:?}");
         let err = Catalog::open_readonly(&path).unwrap_err();
         assert!(matches!(err, CatalogError::TooNew { .. }), "{err:?}");
+    }
+
+    /// Versions 1-3 created `rescan_requests` on first use: a version-3 file that already has the
+    /// table (with a request waiting) migrates and keeps the request.
+    #[test]
+    fn v3_catalog_with_a_lazy_rescan_table_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(Catalog::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE rescan_requests;
+             CREATE TABLE rescan_requests (id INTEGER PRIMARY KEY, path TEXT,
+                                           requested_at INTEGER NOT NULL);
+             INSERT INTO rescan_requests(path, requested_at) VALUES (NULL, 5);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let cat = Catalog::open(&path).unwrap();
+        assert_eq!(cat.rescan_requests_waiting().unwrap(), 1);
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
     }
 
     /// The frozen version-1 catalog (tests/fixtures/catalog/v1.sql) as a file in `dir`.

@@ -11,8 +11,8 @@ use clap::Args;
 use image::RgbImage;
 use serde_json::json;
 
-use crate::florence2::load::ModelFiles;
-use crate::florence2::{DeviceChoice, DtypeChoice, Florence2, Task, Timings};
+use florence2::load::ModelFiles;
+use florence2::{DeviceChoice, DtypeChoice, Florence2, Task, Timings};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

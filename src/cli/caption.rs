@@ -5,16 +5,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
 use crate::clean::display_caption;
-use crate::config::{ModelLocation, Settings};
-use crate::florence2::hub::{resolve, ModelSource};
-use crate::florence2::{DeviceChoice, DtypeChoice, Florence2, Task, Timings};
+use crate::config::Settings;
 use crate::media::decode::{decode_image, DecodeLimits};
+use crate::pipeline::Captioner;
+use florence2::hub::ModelSource;
+use florence2::{DeviceChoice, DtypeChoice, Task, Timings};
 
+// Field docs are `--help` text: `[model]` there names the config table, not a doc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
     /// Hugging Face repo to use, optionally pinned: `org/name@revision`. Default: the config's [model].
@@ -87,45 +89,32 @@ fn parse_model(text: &str) -> Result<ModelSource, String> {
 
 pub fn run(config: Option<&Path>, args: CaptionArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
-    let tasks: Vec<Task> = if args.tasks.is_empty() {
+    // The config's [model], with what the flags say on top; loaded as the daemon loads it.
+    let mut model = settings.model;
+    if let Some(dir) = &args.model_dir {
+        model.location = ModelSource::Dir(dir.clone());
+    } else if let Some(source) = &args.model {
+        model.location = source.clone();
+    }
+    model.tasks = if args.tasks.is_empty() {
         vec![Task::MoreDetailedCaption]
     } else {
         args.tasks.clone()
     };
-    let source = if let Some(dir) = &args.model_dir {
-        ModelSource::Dir(dir.clone())
-    } else if let Some(source) = &args.model {
-        source.clone()
-    } else {
-        match &settings.model.location {
-            ModelLocation::Dir(dir) => ModelSource::Dir(dir.clone()),
-            ModelLocation::Repo { id, revision } => ModelSource::Repo {
-                id: id.clone(),
-                revision: revision.clone(),
-            },
-        }
-    };
-    let files = resolve(
-        &source,
-        std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    )?;
-    let device = args.device.unwrap_or(settings.model.device).device()?;
-    let dtype = args.dtype.unwrap_or(settings.model.dtype).dtype(&device);
-    let model = Florence2::load(&files, &device, dtype)
-        .with_context(|| format!("cannot load the model from {}", files.dir.display()))?;
-    let mut generation = model.generation.clone();
-    generation.num_beams = args
-        .beams
-        .map(|b| b as usize)
-        .unwrap_or(settings.model.beams);
-    generation.max_new_tokens = args
+    model.device = args.device.unwrap_or(model.device);
+    model.dtype = args.dtype.unwrap_or(model.dtype);
+    model.beams = args.beams.map(|b| b as usize).unwrap_or(model.beams);
+    model.max_new_tokens = args
         .max_new_tokens
         .map(|n| n as usize)
-        .unwrap_or(settings.model.max_new_tokens);
+        .unwrap_or(model.max_new_tokens);
     let batch_size = args
         .batch_size
         .map(|n| n as usize)
-        .unwrap_or(settings.model.batch_size);
+        .unwrap_or(model.batch_size);
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let captioner = Captioner::load(&model, progress)?;
+    let tasks = captioner.tasks();
 
     let limits = DecodeLimits::default();
     let mut failed = 0usize;
@@ -145,12 +134,11 @@ pub fn run(config: Option<&Path>, args: CaptionArgs) -> anyhow::Result<ExitCode>
     for chunk in decoded.chunks(batch_size) {
         let images: Vec<&image::RgbImage> = chunk.iter().map(|(_, d)| &d.rgb).collect();
         let mut per_task = Vec::with_capacity(tasks.len());
-        for &task in &tasks {
-            per_task.push(model.run(
+        for &task in tasks {
+            per_task.push(captioner.run(
                 &images,
                 task,
                 args.text_input.as_deref(),
-                &generation,
                 &mut timings,
             )?);
         }

@@ -19,13 +19,13 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::{default_config_path, Library, ModelLocation, Settings};
-use crate::daemon::error_chain as chain;
-use crate::florence2::hub::{self, HubSettings, ModelSource};
-use crate::florence2::load::ModelFiles;
-use crate::florence2::DeviceChoice;
+use crate::config::{default_config_path, Library, Settings};
+use crate::errors::error_chain as chain;
 use crate::library::scan::{self, PathFilter};
 use crate::library::{filesystem_kind, should_poll, FsKind};
+use florence2::hub::{self, HubSettings, ModelSource};
+use florence2::load::ModelFiles;
+use florence2::DeviceChoice;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {}
@@ -383,7 +383,7 @@ fn read_proc_number(path: &str) -> Option<u64> {
 
 fn check_model(settings: &Settings, config: &str, report: &mut Report) {
     match &settings.model.location {
-        ModelLocation::Dir(dir) => match ModelFiles::from_dir(dir) {
+        ModelSource::Dir(dir) => match ModelFiles::from_dir(dir) {
             Ok(files) => report.ok(
                 "model",
                 format!(
@@ -402,7 +402,7 @@ fn check_model(settings: &Settings, config: &str, report: &mut Report) {
                 ),
             ),
         },
-        ModelLocation::Repo { id, revision } => check_hub_model(id, revision, report),
+        ModelSource::Repo { id, revision } => check_hub_model(id, revision, report),
     }
 }
 
@@ -772,19 +772,9 @@ fn free_bytes_near(path: &Path) -> Option<u64> {
     free_bytes(&nearest_existing(path)?)
 }
 
+/// "512 B", "3.00 GiB": indicatif's binary units, as the progress bars show them.
 fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(n).to_string()
 }
 
 #[cfg(test)]
@@ -803,8 +793,8 @@ mod tests {
     #[test]
     fn sizes_read_well() {
         assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
-        assert_eq!(human_bytes(1536 << 20), "1.5 GiB");
+        assert_eq!(human_bytes(3 << 30), "3.00 GiB");
+        assert_eq!(human_bytes(1536 << 20), "1.50 GiB");
     }
 
     #[test]

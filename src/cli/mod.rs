@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_search;
 pub mod caption;
 pub mod completions;
 pub mod doctor;
@@ -63,7 +64,7 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Search and export speed on a synthetic catalog (BENCHMARKS.md).
     #[command(name = "bench-search", hide = true)]
-    BenchSearch(search::bench::BenchSearchArgs),
+    BenchSearch(bench_search::BenchSearchArgs),
     /// Check the setup (libraries, inotify limit, model, GPU, catalog, disk) and say how to fix
     /// each problem; exit 1 if any check fails.
     Doctor(doctor::DoctorArgs),
@@ -113,7 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => retry::run(cli.config.as_deref(), args),
         Command::Rescan(args) => rescan::run(cli.config.as_deref(), args),
         Command::Export(args) => export::run(cli.config.as_deref(), args),
-        Command::BenchSearch(args) => search::bench::run(args),
+        Command::BenchSearch(args) => bench_search::run(args),
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), args),
         Command::Service(args) => service::run(cli.config.as_deref(), args),
         Command::Completions(args) => completions::completions(args),

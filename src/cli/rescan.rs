@@ -12,7 +12,8 @@ use clap::Args;
 use crate::config::Settings;
 
 use super::search::absolute;
-use super::status::{daemon_state, open_catalog, DaemonState};
+use super::status::open_catalog;
+use crate::daemon::{daemon_state, DaemonState};
 
 #[derive(Debug, Args)]
 pub struct RescanArgs {

@@ -9,7 +9,8 @@ use clap::Args;
 
 use crate::config::Settings;
 
-use super::status::{daemon_state, open_catalog, plural, DaemonState};
+use super::status::{open_catalog, plural};
+use crate::daemon::{daemon_state, DaemonState};
 
 #[derive(Debug, Args)]
 pub struct RetryArgs {}

@@ -9,8 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::catalog::Catalog;
-use crate::config::Settings;
-use crate::daemon::worker::{library_of, sidecar_settings};
+use crate::config::{library_of, Settings};
 use crate::sidecar::{rewrite_under, WriteOutcome};
 
 #[derive(Debug, Args)]
@@ -47,7 +46,7 @@ pub fn run(config: Option<&Path>, args: SidecarsArgs) -> anyhow::Result<ExitCode
         under.as_deref(),
         |photo| {
             let lib = library_of(&settings.libraries, photo)?;
-            sidecar_settings(lib, &settings.sidecar)
+            lib.sidecar_settings(&settings.sidecar)
         },
         |photo, outcome| match outcome {
             Ok(o) => {

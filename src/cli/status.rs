@@ -3,20 +3,23 @@
 //! ETA of what is pending, the configured model and device, and whether a daemon is running.
 //! Reads the catalog read-only, so it works while the daemon writes.
 //!
+//! Before the first scan (no catalog yet) it lists the configured libraries as not scanned, with
+//! every count 0, and exits 0: a fresh install is not an error.
+//!
 //! Also home to what the other catalog commands share: [`open_catalog`] (a missing catalog is an
-//! error that says to run `captiond run` first) and [`daemon_state`] (is a `captiond run` holding
-//! the catalog's run lock?).
+//! error that says to run `captiond run` first).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, LibraryRow};
-use crate::config::{ModelLocation, PollMode, Settings};
+use crate::catalog::{Catalog, LibraryRow, QueueCounts};
+use crate::config::Settings;
+use crate::daemon::{daemon_state, DaemonState};
+use crate::library::PollMode;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -43,81 +46,6 @@ pub fn open_catalog(database: &Path, readonly: bool) -> anyhow::Result<Catalog> 
     })
 }
 
-/// Whether a `captiond run` owns the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DaemonState {
-    NotRunning,
-    /// `pid` as the daemon wrote it into its lock file.
-    Running {
-        pid: Option<u32>,
-    },
-    /// The lock could not be tested (an unusual filesystem or platform).
-    Unknown(String),
-}
-
-impl DaemonState {
-    pub fn running(&self) -> Option<bool> {
-        match self {
-            DaemonState::NotRunning => Some(false),
-            DaemonState::Running { .. } => Some(true),
-            DaemonState::Unknown(_) => None,
-        }
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        match self {
-            DaemonState::Running { pid } => *pid,
-            _ => None,
-        }
-    }
-}
-
-/// Tests the daemon's run lock (`<database>.lock`, an exclusive `flock` held for the life of a
-/// run) without disturbing it: the file is opened read-only (never created), a non-blocking
-/// *shared* lock is tried and, if granted, released at once. It is refused exactly while a daemon
-/// holds its exclusive lock.
-pub fn daemon_state(database: &Path) -> DaemonState {
-    let path = crate::daemon::lock_path(database);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DaemonState::NotRunning,
-        Err(e) => return DaemonState::Unknown(format!("cannot open {}: {e}", path.display())),
-    };
-    probe_lock(&path, file)
-}
-
-#[cfg(unix)]
-fn probe_lock(path: &Path, file: File) -> DaemonState {
-    use std::io::Read;
-    use std::os::unix::io::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) };
-    if rc == 0 {
-        // SAFETY: as above. Closing the file would release it too; this is immediate.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
-        return DaemonState::NotRunning;
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        let mut text = String::new();
-        let mut file = file;
-        let _ = file.read_to_string(&mut text);
-        return DaemonState::Running {
-            pid: text.trim().parse().ok(),
-        };
-    }
-    DaemonState::Unknown(format!("cannot test the lock {}: {err}", path.display()))
-}
-
-#[cfg(not(unix))]
-fn probe_lock(path: &Path, _file: File) -> DaemonState {
-    DaemonState::Unknown(format!(
-        "cannot test the lock {} on this platform",
-        path.display()
-    ))
-}
-
 /// One library in `status --json`.
 #[derive(Debug, Serialize)]
 pub struct LibraryStatus {
@@ -133,6 +61,8 @@ pub struct LibraryStatus {
     pub mode: &'static str,
     /// End of the last full scan, RFC 3339 UTC; null before the first.
     pub last_scan: Option<String>,
+    /// Whether a full scan of this library has finished.
+    pub scanned: bool,
 }
 
 /// The configured model in `status --json`.
@@ -152,6 +82,8 @@ pub struct ModelStatus {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub database: String,
+    /// False before the first scan: the catalog file does not exist yet (every count is 0).
+    pub catalog_exists: bool,
     pub pending: u64,
     pub running: u64,
     pub done: u64,
@@ -176,31 +108,26 @@ fn value_name<T: ValueEnum>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-pub fn model_source(location: &ModelLocation) -> String {
-    match location {
-        ModelLocation::Repo { id, revision } => format!("{id}@{revision}"),
-        ModelLocation::Dir(dir) => dir.display().to_string(),
-    }
-}
-
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Gathers everything `status` shows.
-pub fn collect(settings: &Settings, catalog: &Catalog) -> anyhow::Result<Status> {
-    let counts = catalog.queue_counts(None)?;
-    let last_hour = catalog.captioned_since(now_ms() - 3_600_000)?;
+/// Gathers everything `status` shows; `catalog` is `None` before the first scan.
+pub fn collect(settings: &Settings, catalog: Option<&Catalog>) -> anyhow::Result<Status> {
+    let counts = match catalog {
+        Some(c) => c.queue_counts(None)?,
+        None => QueueCounts::default(),
+    };
+    let last_hour = match catalog {
+        Some(c) => c.captioned_since(crate::catalog::now_ms() - 3_600_000)?,
+        None => 0,
+    };
     let daemon = daemon_state(&settings.database);
-    let rows = catalog.libraries()?;
+    let rows = match catalog {
+        Some(c) => c.libraries()?,
+        None => Vec::new(),
+    };
 
     let mut libraries = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
@@ -224,6 +151,7 @@ pub fn collect(settings: &Settings, catalog: &Catalog) -> anyhow::Result<Status>
             photos: row.map_or(0, |r| r.present),
             mode,
             last_scan: row.and_then(|r| r.last_scan_at).map(rfc3339),
+            scanned: row.is_some_and(|r| r.last_scan_at.is_some()),
         }
     };
     for lib in &settings.libraries {
@@ -245,7 +173,7 @@ pub fn collect(settings: &Settings, catalog: &Catalog) -> anyhow::Result<Status>
         backends.push("metal");
     }
     let model = ModelStatus {
-        source: model_source(&settings.model.location),
+        source: settings.model.location.to_string(),
         tasks: settings
             .model
             .tasks
@@ -258,6 +186,7 @@ pub fn collect(settings: &Settings, catalog: &Catalog) -> anyhow::Result<Status>
     };
     Ok(Status {
         database: settings.database.display().to_string(),
+        catalog_exists: catalog.is_some(),
         pending: counts.pending,
         running: counts.running,
         done: counts.done,
@@ -267,7 +196,10 @@ pub fn collect(settings: &Settings, catalog: &Catalog) -> anyhow::Result<Status>
         libraries,
         daemon_running: daemon.running(),
         daemon_pid: daemon.pid(),
-        rescan_requests: catalog.rescan_requests_waiting()?,
+        rescan_requests: match catalog {
+            Some(c) => c.rescan_requests_waiting()?,
+            None => 0,
+        },
         model,
     })
 }
@@ -287,10 +219,18 @@ pub fn rough_duration(secs: u64) -> String {
     }
 }
 
-fn print_human(s: &Status, settings: &Settings, catalog: &Catalog) -> anyhow::Result<()> {
+fn print_human(s: &Status, settings: &Settings, catalog: Option<&Catalog>) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "catalog    {}", s.database)?;
+    if s.catalog_exists {
+        writeln!(out, "catalog    {}", s.database)?;
+    } else {
+        writeln!(
+            out,
+            "catalog    {} (not created yet: nothing scanned; `captiond run` makes it)",
+            s.database
+        )?;
+    }
     let daemon = match (s.daemon_running, s.daemon_pid) {
         (Some(true), Some(pid)) => format!("running (pid {pid})"),
         (Some(true), None) => "running".to_owned(),
@@ -313,8 +253,9 @@ fn print_human(s: &Status, settings: &Settings, catalog: &Catalog) -> anyhow::Re
                 lib.mode,
                 plural(lib.photos, "photo", "photos")
             );
-            if let Some(scan) = &lib.last_scan {
-                line.push_str(&format!(", last scan {scan}"));
+            match &lib.last_scan {
+                Some(scan) => line.push_str(&format!(", last scan {scan}")),
+                None => line.push_str(", not scanned yet"),
             }
             if !lib.configured {
                 line.push_str(" (no longer in the config)");
@@ -361,7 +302,11 @@ fn print_human(s: &Status, settings: &Settings, catalog: &Catalog) -> anyhow::Re
             "failed     {} (`captiond retry` queues them again); latest:",
             plural(s.failed, "photo", "photos")
         )?;
-        for job in catalog.failed_jobs(3)? {
+        let latest = match catalog {
+            Some(c) => c.failed_jobs(3)?,
+            None => Vec::new(),
+        };
+        for job in latest {
             let path = job
                 .path
                 .map(|p| p.display().to_string())
@@ -376,14 +321,18 @@ fn print_human(s: &Status, settings: &Settings, catalog: &Catalog) -> anyhow::Re
 
 pub fn run(config: Option<&Path>, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
-    let catalog = open_catalog(&settings.database, true)?;
-    let status = collect(&settings, &catalog)?;
+    let catalog = if settings.database.exists() {
+        Some(open_catalog(&settings.database, true)?)
+    } else {
+        None
+    };
+    let status = collect(&settings, catalog.as_ref())?;
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(&mut out, &status)?;
         std::io::Write::write_all(&mut out, b"\n")?;
     } else {
-        print_human(&status, &settings, &catalog)?;
+        print_human(&status, &settings, catalog.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -400,25 +349,5 @@ mod tests {
         assert_eq!(rough_duration(2 * 86_400 + 4 * 3600), "2d 4h");
         assert_eq!(plural(1, "photo", "photos"), "1 photo");
         assert_eq!(plural(0, "photo", "photos"), "0 photos");
-    }
-
-    #[test]
-    fn daemon_lock_is_detected_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("catalog.db");
-        assert_eq!(daemon_state(&db), DaemonState::NotRunning);
-        // Probing never creates the lock file.
-        assert!(!crate::daemon::lock_path(&db).exists());
-        let lock = crate::daemon::RunLock::acquire(&db).unwrap();
-        assert_eq!(
-            daemon_state(&db),
-            DaemonState::Running {
-                pid: Some(std::process::id())
-            }
-        );
-        drop(lock);
-        assert_eq!(daemon_state(&db), DaemonState::NotRunning);
-        // The probe released its shared lock: a daemon can start right after.
-        let _again = crate::daemon::RunLock::acquire(&db).unwrap();
     }
 }

@@ -30,7 +30,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,12 +40,12 @@ use rayon::prelude::*;
 use super::{DaemonError, Shared};
 use crate::catalog::{Catalog, CatalogError, MediaFacts, NewPhoto, PhotoState, Priority};
 use crate::config::{Library, Settings};
-use crate::library::scan::{class_by_extension, has_raw_extension, sniff_bytes, ImageKind};
 use crate::library::{
-    filesystem_kind, should_poll, walk, FileClass, FileFacts, FsKind, PathFilter, ScanError,
-    SettleTracker, WalkItem, WatchEvent,
+    filesystem_kind, should_poll, walk, FileFacts, FsKind, PathFilter, ScanError, SettleTracker,
+    WalkItem, WatchEvent,
 };
-use crate::media::exif::read_exif;
+use crate::media::kind::FileClass;
+use crate::media::probe::{probe, Probe};
 
 /// Most files recorded in one write transaction. Each commit costs a few ms (WAL checkpoints), so
 /// big transactions are what makes the initial catalog fast (~2× over 512-file ones).
@@ -762,9 +761,9 @@ fn settled_by_mtime(mtime_ns: i64, now: SystemTime, settle: Duration) -> bool {
     now_ns.saturating_sub(mtime_ns) >= settle_ns
 }
 
-/// Reads a settled file once: checks it did not change meanwhile and is an image by content where
-/// its name does not say so, then hashes it and reads EXIF and the pixel size from the header
-/// (no pixel decode).
+/// Reads a settled file once: checks it did not change meanwhile, then lets `media::probe` say
+/// whether it is a photo we can caption (by content where its name does not say so) and what the
+/// catalog records of it (hash, header size, EXIF), with no pixel decode.
 fn examine(facts: &FileFacts) -> Examined {
     let path = &facts.path;
     let unreadable = |e: std::io::Error| {
@@ -787,73 +786,32 @@ fn examine(facts: &FileFacts) -> Examined {
         Ok(now) => return Examined::Changing(now),
         Err(e) => return unreadable(e),
     }
-    let by_name = path
-        .file_name()
-        .map_or(FileClass::Unknown, class_by_extension);
-    let kind = sniff_bytes(&bytes);
-    if by_name != FileClass::Image && kind.is_none() {
-        return Examined::NotImage;
-    }
-    if has_raw_extension(path)
-        || matches!(
-            kind,
-            Some(ImageKind::Raw | ImageKind::Heic | ImageKind::Avif | ImageKind::Jxl)
-        )
-    {
-        // Camera RAW is captioned from its embedded JPEG preview (media::raw). Its size is the
-        // preview's (the pixels captioned, before the RAW's orientation): a RAW's own IFD0 is
-        // often a thumbnail, and the `image` crate reads no RAW header.
-        if let Some((preview, exif)) = crate::media::decode::raw_facts(&bytes, path) {
-            return Examined::Photo(NewPhoto {
+    match probe(&bytes, path) {
+        Probe::NotImage => Examined::NotImage,
+        Probe::NoDecoder(kind) => {
+            // Camera JPEGs beside RAW files are captioned as usual.
+            tracing::debug!(path = %path.display(), ?kind, "not captioned: no decoder for this format yet");
+            Examined::NotImage
+        }
+        Probe::Photo(p) => {
+            let (width, height) = p.size.unzip();
+            Examined::Photo(NewPhoto {
                 path: path.clone(),
                 size: facts.size,
                 mtime_ns: facts.mtime_ns,
-                hash: blake3::hash(&bytes).to_hex().to_string(),
+                hash: p.hash,
                 media: MediaFacts {
-                    width: Some(preview.width),
-                    height: Some(preview.height),
-                    orientation: exif.orientation,
-                    taken_at: exif.date_taken,
-                    camera_make: exif.camera_make,
-                    camera_model: exif.camera_model,
-                    gps: exif.gps,
+                    width,
+                    height,
+                    orientation: p.exif.orientation,
+                    taken_at: p.exif.date_taken,
+                    camera_make: p.exif.camera_make,
+                    camera_model: p.exif.camera_model,
+                    gps: p.exif.gps,
                 },
-            });
+            })
         }
-        // No decoder for HEIC, AVIF, JXL, nor for a RAW without a usable preview: queueing them
-        // would only fill the queue with failures. Camera JPEGs beside RAW files are captioned
-        // as usual.
-        tracing::debug!(path = %path.display(), ?kind, "not captioned: no decoder for this format yet");
-        return Examined::NotImage;
     }
-    let hash = blake3::hash(&bytes).to_hex().to_string();
-    let exif = read_exif(&bytes);
-    let (width, height) = header_size(&bytes).unzip();
-    Examined::Photo(NewPhoto {
-        path: path.clone(),
-        size: facts.size,
-        mtime_ns: facts.mtime_ns,
-        hash,
-        media: MediaFacts {
-            width,
-            height,
-            orientation: exif.orientation,
-            taken_at: exif.date_taken,
-            camera_make: exif.camera_make,
-            camera_model: exif.camera_model,
-            gps: exif.gps,
-        },
-    })
-}
-
-/// Pixel size from the image header alone; `None` for formats the `image` crate cannot read
-/// (RAW, HEIC) or broken headers (the worker reports those when it decodes).
-fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_dimensions()
-        .ok()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! file itself stays (removing it would race with the next run opening it) and holds the pid of
 //! the last holder, for the refusal message.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -81,24 +81,73 @@ impl RunLock {
     }
 }
 
-#[cfg(unix)]
+/// The exclusive lock without waiting. std's file locks are `flock` on Unix (per open file
+/// description, dropped by the kernel when the process dies) and `LockFileEx` on Windows.
 fn try_lock(file: &File) -> std::io::Result<()> {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
+        Err(TryLockError::Error(e)) => Err(e),
     }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(std::io::ErrorKind::WouldBlock.into());
-    }
-    Err(err)
 }
 
-#[cfg(not(unix))]
-fn try_lock(_file: &File) -> std::io::Result<()> {
-    Ok(())
+/// Whether a `captiond run` owns a catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonState {
+    NotRunning,
+    /// `pid` as the daemon wrote it into its lock file.
+    Running {
+        pid: Option<u32>,
+    },
+    /// The lock could not be tested (an unusual filesystem or platform).
+    Unknown(String),
+}
+
+impl DaemonState {
+    pub fn running(&self) -> Option<bool> {
+        match self {
+            DaemonState::NotRunning => Some(false),
+            DaemonState::Running { .. } => Some(true),
+            DaemonState::Unknown(_) => None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            DaemonState::Running { pid } => *pid,
+            _ => None,
+        }
+    }
+}
+
+/// Tests the run lock of `database` without disturbing it (for `status`, `retry`, `rescan`): the
+/// file is opened read-only (never created), a non-blocking *shared* lock is tried and, if
+/// granted, released at once. It is refused exactly while a daemon holds its exclusive lock
+/// ([`RunLock::acquire`] retries a moment to step around this probe).
+pub fn daemon_state(database: &Path) -> DaemonState {
+    let path = lock_path(database);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DaemonState::NotRunning,
+        Err(e) => return DaemonState::Unknown(format!("cannot open {}: {e}", path.display())),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            // Closing the file would release it too; this is immediate.
+            let _ = file.unlock();
+            DaemonState::NotRunning
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            DaemonState::Running {
+                pid: text.trim().parse().ok(),
+            }
+        }
+        Err(TryLockError::Error(err)) => {
+            DaemonState::Unknown(format!("cannot test the lock {}: {err}", path.display()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -122,5 +171,25 @@ mod tests {
         }
         drop(first);
         RunLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn daemon_lock_is_detected_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("catalog.db");
+        assert_eq!(daemon_state(&db), DaemonState::NotRunning);
+        // Probing never creates the lock file.
+        assert!(!lock_path(&db).exists());
+        let lock = RunLock::acquire(&db).unwrap();
+        assert_eq!(
+            daemon_state(&db),
+            DaemonState::Running {
+                pid: Some(std::process::id())
+            }
+        );
+        drop(lock);
+        assert_eq!(daemon_state(&db), DaemonState::NotRunning);
+        // The probe released its shared lock: a daemon can start right after.
+        let _again = RunLock::acquire(&db).unwrap();
     }
 }

@@ -34,11 +34,12 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::catalog::{Catalog, CatalogError, Priority, RetryPolicy};
 use crate::config::Settings;
+use crate::errors::error_chain;
 use crate::library::{LibraryWatcher, ScanError, WatchEvent, WatchMode};
 use crate::pipeline::profile_key;
 
 pub use discover::{Discovery, ReconcileStats, Relocated, Totals};
-pub use lock::{lock_path, RunLock};
+pub use lock::{daemon_state, lock_path, DaemonState, RunLock};
 pub use worker::{Shared, WorkerConfig, WorkerMsg, WorkerStats};
 
 /// How often a network (or `poll = true`) library is stat-walked for changes.
@@ -465,16 +466,4 @@ fn restart_watcher_if_needed(
         watchers[idx] = None;
         watchers[idx] = start_watcher(discovery, idx, events);
     }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use super::discover::Relocated;
 use super::DaemonError;
 use crate::catalog::{Catalog, RetryPolicy};
-use crate::config::{Library, ModelLocation, ModelSettings, SidecarOptions};
+use crate::config::{library_of, Library, ModelSettings, SidecarOptions};
+use crate::errors::error_chain;
 use crate::pipeline::{process_batch, Captioner};
-use crate::sidecar::{follow, rewrite, SidecarSettings, WriteOutcome};
+use crate::sidecar::{follow, rewrite, WriteOutcome};
 
 /// How long an idle daemon worker waits before looking for claimable jobs again without being
 /// woken (jobs whose back-off ran out, libraries that came back).
@@ -75,14 +76,6 @@ pub struct WorkerStats {
     pub failed_attempts: u64,
     /// Jobs handed back at shutdown.
     pub released: u64,
-}
-
-/// The human name of the configured model, for messages.
-pub fn model_name(model: &ModelSettings) -> String {
-    match &model.location {
-        ModelLocation::Dir(dir) => dir.display().to_string(),
-        ModelLocation::Repo { id, revision } => format!("{id}@{revision}"),
-    }
 }
 
 /// The worker loop; returns when stopped, when `--once` has nothing left, or on a fatal error
@@ -183,7 +176,7 @@ pub fn work(
                         let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
                         catalog.release(&ids)?;
                         return Err(DaemonError::ModelLoad {
-                            model: model_name(&cfg.model),
+                            model: cfg.model.location.to_string(),
                             source: e.into(),
                         });
                     }
@@ -233,7 +226,7 @@ fn sync_search_index(catalog: &Catalog, last: &mut Option<Instant>, every: Durat
             "search index updated"
         ),
         Ok(_) => {}
-        Err(e) => tracing::warn!("search index not updated: {}", super::error_chain(&e)),
+        Err(e) => tracing::warn!("search index not updated: {}", error_chain(&e)),
     }
 }
 
@@ -253,7 +246,7 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOpt
         let Some(lib) = library_of(libraries, &path) else {
             continue;
         };
-        let Some(settings) = sidecar_settings(lib, options) else {
+        let Some(settings) = lib.sidecar_settings(options) else {
             continue;
         };
         match rewrite(catalog, &path, &settings) {
@@ -270,7 +263,7 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOpt
             Err(e) => tracing::warn!(
                 path = %path.display(),
                 "sidecar not written: {}",
-                super::error_chain(&e)
+                error_chain(&e)
             ),
         }
     }
@@ -288,7 +281,7 @@ fn follow_relocated(
 ) {
     for r in chain_moves(moved) {
         let Some(settings) =
-            library_of(libraries, &r.path).and_then(|l| sidecar_settings(l, options))
+            library_of(libraries, &r.path).and_then(|l| l.sidecar_settings(options))
         else {
             continue;
         };
@@ -310,7 +303,7 @@ fn follow_relocated(
                         path = %r.path.display(),
                         "sidecar not moved with its photo (left where it was; a new one is \
                          written): {}",
-                        super::error_chain(e)
+                        error_chain(e)
                     );
                 }
                 if let WriteOutcome::Skipped(reason) = &outcome.rewrite.sidecar {
@@ -320,7 +313,7 @@ fn follow_relocated(
             Err(e) => tracing::warn!(
                 path = %r.path.display(),
                 "sidecar of a moved or copied photo not written: {}",
-                super::error_chain(&e)
+                error_chain(&e)
             ),
         }
     }
@@ -341,25 +334,6 @@ fn chain_moves(moved: Vec<Relocated>) -> Vec<Relocated> {
         out.push(r);
     }
     out
-}
-
-/// What a library writes: `None` when it has neither sidecars nor embedding.
-pub fn sidecar_settings(lib: &Library, options: &SidecarOptions) -> Option<SidecarSettings> {
-    (lib.sidecars || lib.embed).then(|| SidecarSettings {
-        sidecar: lib.sidecars,
-        naming: lib.naming,
-        keyword_parent: options.keyword_parent.clone(),
-        mwg_regions: options.mwg_regions,
-        embed: lib.embed,
-    })
-}
-
-/// The library holding `path`: the deepest root it is under (libraries may nest).
-pub fn library_of<'l>(libraries: &'l [Library], path: &Path) -> Option<&'l Library> {
-    libraries
-        .iter()
-        .filter(|l| path.starts_with(&l.path))
-        .max_by_key(|l| l.path.components().count())
 }
 
 #[cfg(test)]

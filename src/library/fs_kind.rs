@@ -8,7 +8,14 @@
 use std::io;
 use std::path::Path;
 
-use crate::config::PollMode;
+/// Whether a library is watched with inotify/FSEvents or polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Poll network and FUSE filesystems, watch local ones.
+    Auto,
+    Always,
+    Never,
+}
 
 /// Where a root's files live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

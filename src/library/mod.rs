@@ -17,9 +17,7 @@ pub mod scan;
 pub mod settle;
 pub mod watch;
 
-pub use fs_kind::{filesystem_kind, should_poll, FsKind};
-pub use scan::{
-    hash_file, sniff_image, walk, FileClass, FileFacts, ImageKind, PathFilter, ScanError, WalkItem,
-};
+pub use fs_kind::{filesystem_kind, should_poll, FsKind, PollMode};
+pub use scan::{hash_file, walk, FileFacts, PathFilter, ScanError, WalkItem};
 pub use settle::SettleTracker;
 pub use watch::{LibraryWatcher, WatchError, WatchEvent, WatchMode};

@@ -36,7 +36,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
 
-use crate::library::scan::{has_raw_extension, sniff_bytes, ImageKind};
+use super::kind::{has_raw_extension, sniff_bytes, ImageKind};
 
 /// At most this many IFDs are visited per file (real RAWs have fewer than 20).
 pub const MAX_IFDS: usize = 64;

@@ -4,11 +4,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::naming::SidecarNaming;
 use super::naming::{sharers, sidecar_path, SidecarLocation};
 use super::write::{move_file, MoveError};
 use super::{rewrite, RewriteOutcome, SidecarError, SidecarSettings, SkipReason, WriteOutcome};
 use crate::catalog::{Catalog, PhotoState};
-use crate::config::SidecarNaming;
 
 /// What [`follow`] did for one photo.
 #[derive(Debug)]

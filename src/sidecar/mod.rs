@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # use captiond::sidecar::*;
-//! # use captiond::config::SidecarNaming;
+//! # use captiond::sidecar::SidecarNaming;
 //! # fn demo(results: &[captiond::catalog::StoredResult], keywords: &[String]) -> Result<(), SidecarError> {
 //! let settings = SidecarSettings { naming: SidecarNaming::Ext, ..SidecarSettings::default() };
 //! let mut content = SidecarContent::from_results(results, keywords);
@@ -35,7 +35,7 @@
 //!   photo is not captioned again.
 //! - [`rewrite`] / [`rewrite_under`] regenerate from the catalog (for `captiond sidecars rewrite
 //!   [PATH]`); files whose content would not change are not touched.
-//! - [`follow`]: a photo moved, renamed or copied (same content): its old sidecar is moved to the
+//! - [`follow()`]: a photo moved, renamed or copied (same content): its old sidecar is moved to the
 //!   new place when it is the photo's alone and nothing is there yet, then [`rewrite`]; the
 //!   daemon calls it for what discovery reports.
 //!
@@ -61,16 +61,15 @@ pub mod naming;
 mod write;
 pub mod xmp;
 
+use crate::clock::now_ms;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use crate::catalog::{Catalog, CatalogError, PhotoState};
-use crate::config::SidecarNaming;
 
 pub use content::{Provenance, SidecarContent};
 pub use follow::{follow, FollowOutcome};
-pub use naming::{is_raw, sidecar_path, SidecarLocation};
+pub use naming::{is_raw, sidecar_path, SidecarLocation, SidecarNaming};
 pub use xmp::{Packet, XmpError};
 
 use content::Clean;
@@ -180,12 +179,6 @@ pub enum SidecarError {
         #[source]
         source: Box<CatalogError>,
     },
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Our content merged into `old`; `None` when that changes nothing. Stamps `xmp:MetadataDate`.

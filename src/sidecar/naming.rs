@@ -18,12 +18,20 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::config::SidecarNaming;
-use crate::library::scan::{class_by_extension, FileClass};
+use crate::media::kind::{class_by_extension, FileClass};
+
+/// How a library's sidecar files are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarNaming {
+    /// `IMG_1.JPG.xmp` (digiKam, darktable, Immich).
+    Ext,
+    /// `IMG_1.xmp` (Lightroom, Capture One).
+    Stem,
+}
 
 /// Whether a path has a camera raw extension (the scanner's list).
 pub fn is_raw(path: &Path) -> bool {
-    crate::library::scan::has_raw_extension(path)
+    crate::media::kind::has_raw_extension(path)
 }
 
 /// Where to write an image's sidecar, or why not to.

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::support::{
+use super::support::{
     check_matches, check_row_shape, golden, image, manifest, model, str_field, text, TestEnv,
 };
 
@@ -146,7 +146,7 @@ fn several_images_and_tasks_come_out_in_a_stable_order() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| text(&crate::support::fixture(p.as_str().unwrap())))
+        .map(|p| text(&super::support::fixture(p.as_str().unwrap())))
         .collect();
     assert_eq!(images.len(), 3, "the batch golden has three images");
     let args = |batch_size: Option<&str>| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{check_matches, check_row_shape, golden, model, text, TestEnv};
+use super::support::{check_matches, check_row_shape, golden, model, text, TestEnv};
 
 /// Copies a fixture model folder (flat) to `dest`.
 fn copy_model(name: &str, dest: &Path) {
@@ -136,7 +136,7 @@ fn unknown_config_key_names_the_key_and_the_file() {
         text(&config),
         "caption".into(),
         "--json".into(),
-        text(&crate::support::image("rgb_97x61.png")),
+        text(&super::support::image("rgb_97x61.png")),
     ]);
     run.expect_code(1);
     run.check(run.stdout.trim().is_empty(), "nothing should be captioned");
@@ -160,7 +160,7 @@ fn config_error_is_not_repeated() {
         "--config".to_string(),
         text(&config),
         "caption".into(),
-        text(&crate::support::image("rgb_97x61.png")),
+        text(&super::support::image("rgb_97x61.png")),
     ]);
     run.expect_code(1);
     let mentions = run.stderr.matches("unknown field").count();

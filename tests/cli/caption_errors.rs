@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{image, model, text, Run, TestEnv};
+use super::support::{image, model, text, Run, TestEnv};
 
 /// Every Florence-2 task token, as the README lists them.
 const TASKS: [&str; 15] = [

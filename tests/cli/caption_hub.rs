@@ -3,8 +3,8 @@
 //! reference's tokens, and from then on starts from the cache alone: with the hub up (no request),
 //! with the hub gone, and with `HF_HUB_OFFLINE=1`.
 
-use crate::support::{check_matches, check_row_shape, golden, image, model, text, Run, TestEnv};
-use crate::support_hub::fake_hub::{snapshot_dir, FakeHub, COMMIT};
+use super::support::{check_matches, check_row_shape, golden, image, model, text, Run, TestEnv};
+use crate::fake_hub::{snapshot_dir, FakeHub, COMMIT};
 
 const REPO: &str = "test-org/tiny-a";
 

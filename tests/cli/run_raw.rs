@@ -2,10 +2,9 @@
 //! JPEG preview; a RAW without one, and HEIC (no decoder), are neither queued nor failed; the
 //! PNG beside them is captioned.
 
-#[path = "../common/raw_file.rs"]
-mod raw_file;
+use crate::common::raw_file;
 
-use crate::support::{image, model, TestEnv};
+use super::support::{image, model, TestEnv};
 
 #[test]
 fn raw_with_a_preview_is_captioned_raw_without_one_and_heic_are_skipped_not_failed() {

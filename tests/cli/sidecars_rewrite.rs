@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{image, model, TestEnv};
+use super::support::{image, model, TestEnv};
 
 fn mtime(p: &Path) -> std::time::SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()

@@ -37,11 +37,6 @@ impl TestEnv {
 }
 
 impl Run {
-    /// The exit code; `None` when killed by a signal (the time limit included).
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
     /// The one `--json` line expected on stdout.
     #[track_caller]
     pub fn single_row(&self) -> Value {

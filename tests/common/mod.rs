@@ -1,12 +1,10 @@
-//! What the integration test crates share (included by each one's `main.rs` as
-//! `#[path = "../common/mod.rs"] mod common;`): the binary under test, fixture paths, a fresh
+//! What the integration test modules share: the binary under test, fixture paths, a fresh
 //! temp dir per test that is HOME and every XDG and Hugging Face folder, the child environment
 //! that inherits nothing, and [`Run`], a finished `captiond` run that is dumped whole in every
-//! failure message. What only one crate needs stays in that crate's `support.rs`, which
+//! failure message. What only one area needs stays in that area's `support.rs`, which
 //! re-exports from here what its tests use.
-//!
-//! Not every crate uses every helper, hence the `dead_code` allowance.
-#![allow(dead_code)]
+
+pub mod raw_file;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::{self, Display};
@@ -23,19 +21,29 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_captiond");
 /// not wedge CI. The tiny fixture models answer in well under a second.
 const TIME_LIMIT: Duration = Duration::from_secs(120);
 
-/// `tests/fixtures/…`.
+/// Folders of fixtures that the model crate owns: the tiny models, the reference goldens, the
+/// images the goldens were made from and the processor's checks (crates/florence2/tests/fixtures).
+const MODEL_FIXTURES: [&str; 4] = ["models", "golden", "images", "processor"];
+
+/// A fixture by its path under a fixtures folder: the model crate's (see [`MODEL_FIXTURES`]) or
+/// the daemon's own `tests/fixtures` (old catalogs, photo managers' sidecars).
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let top = rel.split('/').next().unwrap_or_default();
+    let dir = if MODEL_FIXTURES.contains(&top) {
+        root.join("crates/florence2/tests/fixtures")
+    } else {
+        root.join("tests/fixtures")
+    };
+    dir.join(rel)
 }
 
-/// `tests/fixtures/models/<name>`.
+/// The tiny model `<name>` (`crates/florence2/tests/fixtures/models/<name>`).
 pub fn model(name: &str) -> PathBuf {
     fixture("models").join(name)
 }
 
-/// `tests/fixtures/images/<name>`.
+/// A reference image (`crates/florence2/tests/fixtures/images/<name>`).
 pub fn image(name: &str) -> PathBuf {
     fixture("images").join(name)
 }
@@ -231,6 +239,11 @@ impl Run {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             elapsed: start.elapsed(),
         }
+    }
+
+    /// The exit code; `None` when killed by a signal (the time limit included).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
     }
 
     /// Fails the test (showing the run) unless `ok`.

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use captiond::catalog::{Catalog, MediaFacts, Priority};
 use rusqlite::{params, Connection};
 
-use crate::support::*;
+use super::support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

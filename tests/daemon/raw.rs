@@ -2,12 +2,11 @@
 //! (`IMG_1.NEF.xmp`, or the pair's `IMG_1.xmp` under `stem` naming, written by the RAW), and
 //! never modified.
 
-#[path = "../common/raw_file.rs"]
-mod raw_file;
+use crate::common::raw_file;
 
 use std::fs;
 
-use crate::support::*;
+use super::support::*;
 
 #[test]
 fn a_raw_and_a_jpeg_are_each_captioned_once_and_the_raw_is_left_untouched() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use captiond::sidecar::xmp::{ArrayKind, Node, Value, NS_DC};
 use captiond::sidecar::Packet;
 
-use crate::support::*;
+use super::support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -474,7 +474,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// A fixture image of `tests/fixtures/images`.
+/// A fixture image (the model crate's reference images).
 pub fn fixture_image(name: &str) -> Vec<u8> {
     fs::read(image(name)).unwrap()
 }

@@ -1,6 +1,6 @@
 //! `captiond completions SHELL` and `captiond man`.
 
-use crate::support::TestEnv;
+use super::support::TestEnv;
 
 #[test]
 fn bash_completions_name_the_subcommands() {

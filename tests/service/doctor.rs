@@ -3,7 +3,7 @@
 
 use captiond::catalog::Catalog;
 
-use crate::support::{healthy_config, Run, TestEnv};
+use super::support::{healthy_config, Run, TestEnv};
 
 fn doctor(env: &TestEnv, config: &std::path::Path, extra_env: &[(&str, &str)]) -> Run {
     env.run_env(

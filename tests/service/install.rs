@@ -1,7 +1,7 @@
 //! `service install|uninstall|status`: `--dry-run` touches nothing; the real steps run against
 //! stand-in `systemctl`/`launchctl` scripts that log their arguments.
 
-use crate::support::{healthy_config, TestEnv};
+use super::support::{healthy_config, TestEnv};
 
 fn install_args(config: &std::path::Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> =

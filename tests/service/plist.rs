@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::support::{bin_path, repo_file, require_tool, Run, TestEnv};
+use super::support::{bin_path, repo_file, require_tool, Run, TestEnv};
 
 /// The plist at `path` as JSON, through `python3 -c 'import plistlib…'`.
 #[track_caller]

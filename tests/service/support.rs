@@ -58,11 +58,6 @@ impl TestEnv {
 }
 
 impl Run {
-    /// The exit code; `None` when killed by a signal (the time limit included).
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
     /// The file a `--dry-run` install prints between `# would write PATH:` and `# (end of PATH)`.
     #[track_caller]
     pub fn written_file(&self) -> (PathBuf, String) {

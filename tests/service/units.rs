@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::support::{bin_path, repo_file, require_tool, Run, TestEnv};
+use super::support::{bin_path, repo_file, require_tool, Run, TestEnv};
 
 /// Runs `systemd-analyze [--user] verify UNIT` with `unit` written as captiond.service in a
 /// folder of its own; fails on a non-zero exit or any output.

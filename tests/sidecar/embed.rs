@@ -4,7 +4,7 @@ use std::fs;
 
 use captiond::sidecar::*;
 
-use crate::support::*;
+use super::support::*;
 
 fn on() -> SidecarSettings {
     SidecarSettings {

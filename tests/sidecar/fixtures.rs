@@ -5,11 +5,11 @@
 use std::fs;
 use std::path::PathBuf;
 
-use captiond::config::SidecarNaming;
+use captiond::sidecar::SidecarNaming;
 use captiond::sidecar::*;
 use serde_json::{Map, Value};
 
-use crate::support::*;
+use super::support::*;
 
 struct Merged {
     _dir: tempfile::TempDir,

@@ -5,7 +5,7 @@ use std::fs;
 use captiond::catalog::{Catalog, MediaFacts, Priority, Region, TaskResult};
 use captiond::sidecar::*;
 
-use crate::support::*;
+use super::support::*;
 
 fn result(
     task: &str,

@@ -6,7 +6,7 @@ use std::fs;
 
 use captiond::sidecar::*;
 
-use crate::support::*;
+use super::support::*;
 
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

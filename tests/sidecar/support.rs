@@ -10,17 +10,13 @@ use serde_json::{Map, Value};
 /// Skips the test (returns) when the readers are missing and `CI` is unset.
 macro_rules! need_tools {
     () => {
-        if !crate::support::tools() {
+        if !crate::sidecar::support::tools() {
             return;
         }
     };
 }
 
-pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
+pub use crate::common::fixture;
 
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")

@@ -4,11 +4,11 @@
 use std::fs;
 use std::process::Command;
 
-use captiond::config::SidecarNaming;
+use captiond::sidecar::SidecarNaming;
 use captiond::sidecar::*;
 use serde_json::Value;
 
-use crate::support::*;
+use super::support::*;
 
 fn settings(mwg: bool) -> SidecarSettings {
     SidecarSettings {

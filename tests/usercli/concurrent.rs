@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use captiond::catalog::{Catalog, MediaFacts};
 
-use crate::support::{counts_of, results, TestEnv, PROFILE};
+use super::support::{counts_of, results, TestEnv, PROFILE};
 
 #[test]
 fn readers_work_while_a_write_transaction_is_open() {
@@ -47,14 +47,14 @@ fn readers_work_while_a_write_transaction_is_open() {
     ready_rx.recv().unwrap();
 
     let run = env.run(&["search", "dog", "--json"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.json_lines().len() == 3, "search answers");
     run.check(
         run.elapsed < Duration::from_secs(4),
         "without waiting for the writer",
     );
     let run = env.run(&["status", "--json"]);
-    run.code(0);
+    run.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     run.check(v["pending"] == 1, "the open transaction is not visible");
     run.check(
@@ -62,7 +62,7 @@ fn readers_work_while_a_write_transaction_is_open() {
         "without waiting for the writer",
     );
     let run = env.run(&["export", "--format", "jsonl"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(
         run.json_lines().len() == 9,
         "export answers from the last commit",
@@ -118,13 +118,13 @@ fn readers_work_while_jobs_keep_finishing() {
     std::thread::sleep(Duration::from_millis(200));
     for _ in 0..3 {
         let run = env.run(&["search", "pelican", "--json", "--limit", "0"]);
-        run.code(0);
+        run.expect_code(0);
         let run = env.run(&["status", "--json"]);
-        run.code(0);
+        run.expect_code(0);
         let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
         let c = counts_of(&v);
         run.check(c.failed == 1, "counts readable mid-stream");
-        env.run(&["export", "--format", "csv"]).code(0);
+        env.run(&["export", "--format", "csv"]).expect_code(0);
     }
     stop.store(true, Ordering::SeqCst);
     let written = writer.join().unwrap();

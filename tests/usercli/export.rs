@@ -11,7 +11,7 @@ use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use crate::support::{corpus_captions, TestEnv};
+use super::support::{corpus_captions, TestEnv};
 
 const COLUMNS: [&str; 12] = [
     "path",
@@ -43,7 +43,7 @@ fn parquet_reads_back_in_rust() {
     env.corpus();
     let out = env.root().join("photos.parquet");
     let run = env.run(&["export", "--format", "parquet", "--out", "photos.parquet"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.stdout.is_empty(), "nothing on stdout");
     run.check(
         run.stderr.contains("exported 9 photos"),
@@ -139,7 +139,8 @@ fn parquet_reads_back_in_pyarrow() {
     }
     let env = TestEnv::new();
     env.corpus();
-    env.run(&["export", "--out", "photos.parquet"]).code(0);
+    env.run(&["export", "--out", "photos.parquet"])
+        .expect_code(0);
     let script = r#"
 import json, sys
 import pyarrow.parquet as pq
@@ -220,7 +221,7 @@ fn jsonl_to_stdout_parses() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["export", "--format", "jsonl"]);
-    run.code(0);
+    run.expect_code(0);
     let rows = run.json_lines();
     assert_eq!(rows.len(), 9);
     for row in &rows {
@@ -257,7 +258,7 @@ fn csv_parses() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["export", "--out", "photos.csv"]);
-    run.code(0);
+    run.expect_code(0);
     let mut reader = csv::Reader::from_path(env.root().join("photos.csv")).unwrap();
     let header: Vec<String> = reader
         .headers()
@@ -290,14 +291,14 @@ fn usage_errors_exit_2_and_leave_no_file() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["export", "--format", "parquet"]);
-    run.code(2);
+    run.expect_code(2);
     run.check(run.stderr.contains("--out"), "says --out is needed");
-    env.run(&["export"]).code(2);
-    env.run(&["export", "--out", "photos.txt"]).code(2);
-    env.run(&["export", "--format", "xml"]).code(2);
+    env.run(&["export"]).expect_code(2);
+    env.run(&["export", "--out", "photos.txt"]).expect_code(2);
+    env.run(&["export", "--format", "xml"]).expect_code(2);
     // A destination that cannot be written: runtime error, nothing left behind.
     let run = env.run(&["export", "--out", "no/such/dir/photos.parquet"]);
-    run.code(1);
+    run.expect_code(1);
     let left: Vec<_> = std::fs::read_dir(env.root())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

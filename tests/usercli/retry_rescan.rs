@@ -3,7 +3,7 @@
 use captiond::catalog::Catalog;
 use captiond::daemon::RunLock;
 
-use crate::support::{counts_of, TestEnv};
+use super::support::{counts_of, TestEnv};
 
 #[test]
 fn retry_moves_failed_to_pending() {
@@ -11,7 +11,7 @@ fn retry_moves_failed_to_pending() {
     let cat = env.corpus();
     let before = cat.queue_counts(None).unwrap();
     let run = env.run(&["retry"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(
         run.stdout.trim() == "queued 1 failed photo again",
         "says how many",
@@ -27,7 +27,7 @@ fn retry_moves_failed_to_pending() {
         serde_json::from_str(env.run(&["status", "--json"]).stdout.trim()).unwrap();
     assert_eq!(counts_of(&v), after);
     let run = env.run(&["retry"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(
         run.stdout.trim() == "queued 0 failed photos again",
         "nothing left",
@@ -39,7 +39,7 @@ fn rescan_without_a_daemon_says_so() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["rescan"]);
-    run.code(1);
+    run.expect_code(1);
     run.check(
         run.stderr.contains("no daemon is running") && run.stderr.contains("captiond run --once"),
         "explains and suggests run --once",
@@ -54,14 +54,14 @@ fn rescan_reaches_the_daemon_through_the_catalog() {
     env.corpus();
     let _daemon = RunLock::acquire(&env.db()).unwrap();
     let run = env.run(&["rescan", "photos/2023"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.stdout.contains("requested"), "confirms");
     run.check(
         run.stdout.contains(&format!("pid {}", std::process::id())),
         "names the daemon",
     );
     let run = env.run(&["rescan", "photos/2023/"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.stdout.contains("already waiting"), "no duplicate");
     let v: serde_json::Value =
         serde_json::from_str(env.run(&["status", "--json"]).stdout.trim()).unwrap();
@@ -73,13 +73,13 @@ fn rescan_reaches_the_daemon_through_the_catalog() {
     assert_eq!(taken[0].path.as_deref(), Some(env.photo("2023").as_path()));
     assert!(cat.take_rescan_requests().unwrap().is_empty());
     // Everything.
-    env.run(&["rescan"]).code(0);
+    env.run(&["rescan"]).expect_code(0);
     let taken = cat.take_rescan_requests().unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].path, None);
     // Outside every library.
     let run = env.run(&["rescan", "/somewhere/else"]);
-    run.code(1);
+    run.expect_code(1);
     run.check(run.stderr.contains("not inside a library"), "refused");
     assert!(cat.take_rescan_requests().unwrap().is_empty());
 }

@@ -1,7 +1,7 @@
 //! `captiond search`: rankings (stemmed, phrase, prefix), filters (label, date, folder, camera),
 //! the `--json` contract, plain and coloured output, and the error paths.
 
-use crate::support::{corpus_captions, keys, TestEnv};
+use super::support::{corpus_captions, keys, TestEnv};
 
 #[test]
 fn stemmed_query_finds_singular_and_ranks_caption_over_path() {
@@ -10,7 +10,7 @@ fn stemmed_query_finds_singular_and_ranks_caption_over_path() {
     // IMG_0001 says "dog", IMG_0005 "dogs" (both also labelled dog); IMG_0004 only has "dog" in
     // its folder name, the weakest column.
     let run = env.run(&["search", "dogs"]);
-    run.code(0);
+    run.expect_code(0);
     let paths = run.paths();
     run.check(paths.len() == 3, "three hits");
     let mut top: Vec<&str> = paths[..2].iter().map(String::as_str).collect();
@@ -46,7 +46,7 @@ fn phrase_prefix_and_multiword() {
     env.corpus();
     // "red car" as a phrase: only IMG_0002 (IMG_0003 has "toy car … red carpet").
     let run = env.run(&["search", "\"red car\""]);
-    run.code(0);
+    run.expect_code(0);
     run.check(
         run.paths() == vec![env.shown("2023/city/IMG_0002.JPG")],
         "phrase",
@@ -62,7 +62,7 @@ fn phrase_prefix_and_multiword() {
         "two words, all must match",
     );
     let run = env.run(&["search", "\"car red\""]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.stdout.is_empty(), "reversed phrase matches nothing");
     let run = env.run(&["search", "lighth*"]);
     run.check(
@@ -90,7 +90,7 @@ fn label_date_folder_and_camera_filters() {
         let mut all = vec!["search"];
         all.extend_from_slice(args);
         let run = env.run(&all);
-        run.code(0);
+        run.expect_code(0);
         run
     };
     let run = s(&["--label", "Cats"]);
@@ -176,7 +176,7 @@ fn json_lines_follow_the_contract() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["search", "dog", "--json"]);
-    run.code(0);
+    run.expect_code(0);
     let rows = run.json_lines();
     run.check(rows.len() == 3, "three rows");
     let captions = corpus_captions(&env);
@@ -223,7 +223,7 @@ fn plain_output_has_no_escapes_and_color_always_highlights() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["search", "lighthouse"]);
-    run.code(0);
+    run.expect_code(0);
     let line = run.stdout.trim_end();
     run.check(
         line == format!(
@@ -255,11 +255,11 @@ fn no_match_is_exit_0_with_a_note() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["search", "unicorn"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.stdout.is_empty(), "nothing on stdout");
     run.check(run.stderr.contains("no photos match"), "a note on stderr");
     let run = env.run(&["search", "unicorn", "--json"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(run.stdout.is_empty(), "no JSON lines");
 }
 
@@ -267,7 +267,7 @@ fn no_match_is_exit_0_with_a_note() {
 fn missing_catalog_and_usage_errors() {
     let env = TestEnv::new();
     let run = env.run(&["search", "dog"]);
-    run.code(1);
+    run.expect_code(1);
     let db = env.db().display().to_string();
     run.check(run.stderr.contains(&db), "names the catalog file");
     run.check(
@@ -277,9 +277,9 @@ fn missing_catalog_and_usage_errors() {
     run.check(!env.db().exists(), "search never creates a catalog");
     env.corpus();
     let run = env.run(&["search", "dog", "--after", "last week"]);
-    run.code(2);
+    run.expect_code(2);
     let run = env.run(&["search"]);
-    run.code(2);
+    run.expect_code(2);
     let run = env.run(&["search", "--limit", "many", "dog"]);
-    run.code(2);
+    run.expect_code(2);
 }

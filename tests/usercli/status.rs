@@ -1,15 +1,16 @@
 //! `captiond status`: the `--json` counts match the catalog, libraries and daemon detection.
 
+use captiond::catalog::QueueCounts;
 use captiond::daemon::RunLock;
 
-use crate::support::{counts_of, TestEnv};
+use super::support::{counts_of, TestEnv};
 
 #[test]
 fn json_counts_match_the_catalog() {
     let env = TestEnv::new();
     let cat = env.corpus();
     let run = env.run(&["status", "--json"]);
-    run.code(0);
+    run.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     run.check(
         counts_of(&v) == cat.queue_counts(None).unwrap(),
@@ -41,7 +42,7 @@ fn json_counts_match_the_catalog() {
     run.check(v["model"]["device"] == "auto", "device from the config");
 
     // Counts follow the catalog as it changes.
-    let jobs = cat.claim(crate::support::PROFILE, 10).unwrap();
+    let jobs = cat.claim(super::support::PROFILE, 10).unwrap();
     run.check(jobs.len() == 1, "the pending job is claimable");
     let run = env.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
@@ -62,7 +63,7 @@ fn daemon_lock_is_seen_and_not_disturbed() {
     // The lock the daemon holds for its whole run (taken here as `captiond run` takes it).
     let lock = RunLock::acquire(&env.db()).unwrap();
     let run = env.run(&["status", "--json"]);
-    run.code(0);
+    run.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     run.check(v["daemon_running"] == true, "daemon seen");
     run.check(
@@ -72,7 +73,7 @@ fn daemon_lock_is_seen_and_not_disturbed() {
     // 6 done in the last hour, 1 pending: 1/6 h = 600 s.
     run.check(v["eta_seconds"] == 600, "ETA at last hour's rate");
     let run = env.run(&["status"]);
-    run.code(0);
+    run.expect_code(0);
     run.check(
         run.stdout
             .contains(&format!("running (pid {})", std::process::id())),
@@ -89,7 +90,7 @@ fn human_output() {
     let env = TestEnv::new();
     env.corpus();
     let run = env.run(&["status"]);
-    run.code(0);
+    run.expect_code(0);
     for needle in [
         "1 pending, 1 running, 6 done, 1 failed",
         "not running",
@@ -106,14 +107,36 @@ fn human_output() {
     }
 }
 
+/// A fresh install, before the first scan: the configured libraries are listed as not scanned,
+/// every count is 0, exit 0, and nothing is created.
 #[test]
-fn missing_catalog_is_an_error() {
+fn before_the_first_scan_status_lists_the_libraries_as_not_scanned() {
     let env = TestEnv::new();
     let run = env.run(&["status", "--json"]);
-    run.code(1);
-    run.check(
-        run.stderr.contains(&env.db().display().to_string()) && run.stderr.contains("captiond run"),
-        "names the file and the fix",
-    );
+    run.expect_code(0);
+    let v = run.single_row();
+    assert_eq!(v["catalog_exists"], false, "{v}");
+    assert_eq!(counts_of(&v), QueueCounts::default(), "{v}");
+    let libs = v["libraries"].as_array().unwrap();
+    assert_eq!(libs.len(), 1, "{v}");
+    assert_eq!(libs[0]["root"], env.library().display().to_string(), "{v}");
+    assert_eq!(libs[0]["photos"], 0, "{v}");
+    assert_eq!(libs[0]["scanned"], false, "{v}");
+    assert_eq!(libs[0]["last_scan"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["daemon_running"], false, "{v}");
+
+    let run = env.run(&["status"]);
+    run.expect_code(0);
+    for needle in [
+        "not created yet",
+        "captiond run",
+        "not scanned yet",
+        "0 pending",
+    ] {
+        run.check(
+            run.stdout.contains(needle),
+            format_args!("shows {needle:?}"),
+        );
+    }
     run.check(!env.db().exists(), "status never creates a catalog");
 }

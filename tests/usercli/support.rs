@@ -264,11 +264,6 @@ pub fn results(caption: &str, labels: &[&str]) -> Vec<TaskResult> {
 }
 
 impl Run {
-    #[track_caller]
-    pub fn code(&self, code: i32) -> &Self {
-        self.expect_code(code)
-    }
-
     /// The first tab-separated field of every stdout line (search's plain output: the paths).
     pub fn paths(&self) -> Vec<String> {
         self.stdout

@@ -331,7 +331,7 @@ impl Catalog {
             Err(e) => {
                 tracing::warn!(
                     "search index unusable, using the slower SQLite search: {}",
-                    crate::daemon::error_chain(&e)
+                    crate::errors::error_chain(&e)
                 );
                 *slot = None;
                 false
@@ -647,7 +647,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::store::tests::{add_captioned, fixture, hash_of, Fixture, PROFILE};
+    use crate::catalog::test_support::{add_captioned, fixture, hash_of, Fixture, PROFILE};
     use crate::catalog::{MediaFacts, Priority, TaskResult};
 
     fn media(taken: &str, make: &str, model: &str) -> MediaFacts {

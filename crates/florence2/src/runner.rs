@@ -50,7 +50,9 @@ pub enum Error {
 }
 
 /// Where to run: `auto` prefers CUDA, then Metal, then the CPU, among what was compiled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+/// (With the `clap` feature, also a command-line value: `auto`, `cpu`, `cuda`, `metal`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     Auto,
@@ -59,7 +61,9 @@ pub enum DeviceChoice {
     Metal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+/// The precision to run in; `auto` picks by device ([`DtypeChoice::dtype`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DtypeChoice {
     Auto,

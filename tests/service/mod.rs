@@ -8,8 +8,6 @@
 //! External tools: `systemd-analyze` (Debian package `systemd`) and `python3`. Without them
 //! the tests that need them are skipped with a note, except under CI=true, where they fail.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod support;
 
 mod completions;

@@ -6,7 +6,7 @@
 //! transformers' `models/florence2/processing_florence2.py` (checked against transformers 5.24),
 //! value for value: our `--json` `result` field and the parity tests compare with it for exact JSON
 //! equality. Product-level cleaning (dropping stray `<loc_N>` from captions, keyword
-//! normalisation) is NOT done here; see `crate::clean`.
+//! normalisation) is NOT done here; the caller does it (captiond's `clean` module).
 //!
 //! Details that matter for exactness:
 //! - coordinates are dequantised as `(bin + 0.5) * (size / 1000)` in **float32** (torch's default

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use captiond::florence2::hub::{resolve, HubError, ModelSource};
-use captiond::florence2::load::{load_weights, ModelFiles, WeightsFormat};
+use florence2::hub::{resolve, HubError, ModelSource};
+use florence2::load::{load_weights, ModelFiles, WeightsFormat};
 use support::fake_hub::{cache_folder, snapshot_dir, FakeHub, COMMIT};
 
 const SINGLE: &str = "test-org/tiny-a";

@@ -430,7 +430,7 @@ pub struct ImageProcessorConfig {
     pub image_mean: Vec<f64>,
     #[serde(default = "default_std", deserialize_with = "one_or_many")]
     pub image_std: Vec<f64>,
-    /// Recorded for completeness: our images are already RGB (see `crate::media::decode`, which
+    /// Recorded for completeness: the caller hands in RGB images (captiond's `media::decode`
     /// converts as transformers 5.x does with this on). `null` in Florence-2's file.
     #[serde(default)]
     pub do_convert_rgb: Option<bool>,

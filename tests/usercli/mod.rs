@@ -3,8 +3,6 @@
 //! labels (no model involved); the real `captiond` binary runs as a child process in a scrubbed
 //! environment with a fresh temp dir per test. `support` is the harness.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod support;
 
 mod concurrent;

@@ -1,5 +1,6 @@
 //! Small building blocks shared by the vision tower and BART: a linear layer that runs one large
-//! matmul over flattened rows, a conv, a matmul that also works for bf16 on the CPU, and the MLP.
+//! matmul over flattened rows, a conv, a matmul that also works for bf16 on the CPU, the MLP and
+//! a traced LayerNorm.
 //!
 //! candle's CPU matmul has no bf16 kernel, so on the CPU bf16 products are computed in f32 and
 //! rounded back: bf16 there is for checking, not for speed (f32 is faster on CPUs anyway).
@@ -10,6 +11,30 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu_linear::CpuLinear;
+
+/// candle-nn's LayerNorm with a TRACE span, so profiles show where normalisation time goes (the
+/// same wrapper candle-transformers keeps in `with_tracing`; that crate is not worth compiling
+/// for it alone).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    inner: candle_nn::LayerNorm,
+    span: tracing::Span,
+}
+
+/// A LayerNorm of width `size` with weight and bias from `vb` (PyTorch's `nn.LayerNorm`).
+pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        inner: candle_nn::layer_norm(size, eps, vb)?,
+        span: tracing::span!(tracing::Level::TRACE, "layer-norm"),
+    })
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let _enter = self.span.enter();
+        self.inner.forward(xs)
+    }
+}
 
 fn needs_f32_detour(t: &Tensor) -> bool {
     t.dtype() == DType::BF16 && t.device().is_cpu()

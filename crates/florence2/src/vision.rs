@@ -7,12 +7,11 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::with_tracing::{layer_norm, LayerNorm};
 
 use super::config::VisionConfig;
 use super::cpu_attention::{ChannelAttentionOp, WindowAttentionOp};
 use super::dwconv::DepthwiseConvResidual;
-use super::nn::{linear, matmul, Conv2d, Linear, Mlp};
+use super::nn::{layer_norm, linear, matmul, Conv2d, LayerNorm, Linear, Mlp};
 
 const LN_EPS: f64 = 1e-5;
 

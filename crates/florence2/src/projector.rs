@@ -7,10 +7,9 @@
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::with_tracing::{layer_norm, LayerNorm};
 
 use super::config::VisionConfig;
-use super::nn::{linear, Linear};
+use super::nn::{layer_norm, linear, LayerNorm, Linear};
 
 #[derive(Debug, Clone)]
 pub struct Projector {

@@ -19,7 +19,7 @@ pub struct DepthwiseConvResidual {
     /// (C, 1, 3, 3) as stored in the checkpoint; used off the CPU.
     weight: Tensor,
     bias: Tensor,
-    /// The same kernel as f32 in [tap][channel] order for the CPU loop.
+    /// The same kernel as f32 in `[tap][channel]` order for the CPU loop.
     taps: Arc<Vec<f32>>,
     bias_f32: Arc<Vec<f32>>,
     span: tracing::Span,

@@ -2,8 +2,6 @@
 //! on real files in temp dirs, with the tiny fixture model; every wait is bounded and polls the
 //! catalog. `discovery_speed` (ignored) measures discovery on 100k files in-process.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod queue_recovery;
 mod raw;
 mod sidecar_moves;

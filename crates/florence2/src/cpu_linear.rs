@@ -100,7 +100,7 @@ fn dot_kernel() -> fn(&[f32], &[f32]) -> f32 {
 }
 
 impl CpuLinear {
-    /// `m` (small) input rows: out[i][j] = bias[j] + x_i · w_j, weight rows split across threads.
+    /// `m` (small) input rows: `out[i][j] = bias[j] + x_i · w_j`, weight rows split across threads.
     fn few_rows(&self, x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
         const COLS_PER_TASK: usize = 256;
         let dot = dot_kernel();

@@ -2,13 +2,7 @@
 //! scrubbed environment with a fresh temp dir per test, on the committed tiny Florence-2 fixtures.
 //! One module per subcommand or area; `support` is the harness.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod support;
-
-// The loopback stand-in for the Hugging Face hub, shared with tests/hub_download.rs.
-#[path = "../support/mod.rs"]
-mod support_hub;
 
 mod caption;
 mod caption_config;

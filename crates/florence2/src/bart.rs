@@ -7,10 +7,9 @@
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::with_tracing::{layer_norm, LayerNorm};
 
 use super::config::TextConfig;
-use super::nn::{linear, matmul, Linear, Mlp};
+use super::nn::{layer_norm, linear, matmul, LayerNorm, Linear, Mlp};
 
 const LN_EPS: f64 = 1e-5;
 /// BART's learned positions start at index 2 (a leftover of fairseq's padding scheme).
