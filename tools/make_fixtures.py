@@ -19,6 +19,7 @@ Reference: transformers' native Florence2ForConditionalGeneration / Florence2Pro
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shutil
@@ -546,12 +547,15 @@ def native_to_remote_key(key: str) -> str:
     raise KeyError(key)
 
 
-def remote_state_dict(model) -> dict:
+def remote_state_dict(model, vocab: int) -> dict:
     sd = model.state_dict()
+    full = model.config.text_config.vocab_size
     out = {}
     for k, v in sd.items():
         rk = native_to_remote_key(k)
         v = v.detach().clone().contiguous()
+        if v.dim() == 2 and v.shape[0] == full and ("embed_tokens" in k or "shared" in k or k == "lm_head.weight"):
+            v = v[:vocab].contiguous()  # the remote vocabulary has no <image>
         if rk == "image_projection":
             v = v.t().contiguous()  # remote stores a [in, out] parameter used as x @ W
         out[rk] = v
@@ -669,23 +673,86 @@ def remote_to_native_key(key: str) -> str | None:
     return "model." + k
 
 
-def write_remote_copy(model, spec, src_folder: Path, folder: Path) -> None:
+# Microsoft's repos as they ship, and a fine-tune saved by a newer transformers. Both hold tiny-a's
+# weights with the vocabulary cut to the tokenizer's length after the Florence tokens (no
+# `<image>`: the remote model prepends image features instead of replacing placeholders).
+REMOTE_FIXTURES = {
+    # A plain BART tokenizer (the remote processor adds the 1,024 Florence tokens when it loads),
+    # pytorch_model.bin with the tied copies and final_logits_bias, no generation_config.json:
+    # the generation defaults sit in config.json's text_config.
+    "tiny-a-remote": {"florence_tokens": False, "generation_config": False},
+    # The tokenizer carries the Florence tokens (no `<image>`), generation_config.json is there.
+    "tiny-a-remote-ft": {"florence_tokens": True, "generation_config": True},
+}
+UNK_ID = 3
+
+
+def remote_tokenizer_json(src: Path, keep_florence: bool) -> str:
+    """tiny-a's tokenizer.json as the remote repos have it: without `<image>` and, unless
+    `keep_florence`, without the Florence tokens (only `<s> <pad> </s> <unk> <mask>` added)."""
+    tj = json.loads(src.read_text(encoding="utf-8"))
+    florence = set(FLORENCE_TOKENS)
+    keep = []
+    for t in tj["added_tokens"]:
+        if t["content"] == "<image>" or (not keep_florence and t["content"] in florence):
+            continue
+        keep.append(t)
+    tj["added_tokens"] = keep
+    return json.dumps(tj, ensure_ascii=False, indent=2) + "\n"
+
+
+def remote_augmented_tokenizer(folder: Path):
+    """The remote processor's tokenizer: the repo's BART tokenizer plus the Florence tokens,
+    added the way processing_florence2.py adds them (special, not normalised, in order)."""
+    tok = BartTokenizer.from_pretrained(folder)
+    if tok.convert_tokens_to_ids("<od>") in (None, tok.unk_token_id):
+        tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in FLORENCE_TOKENS],
+                       special_tokens=True)
+    return tok
+
+
+def truncated_twin(model, vocab: int):
+    """tiny-a with its vocabulary cut to `vocab` rows and `<unk>` as the image placeholder, so the
+    transformers reference computes exactly what the remote model does: image features prepended
+    to the prompt's embeddings, logits over the remote vocabulary."""
+    cfg = copy.deepcopy(model.config)
+    cfg.text_config.vocab_size = vocab
+    cfg.image_token_id = UNK_ID
+    twin = Florence2ForConditionalGeneration(cfg)
+    full = model.config.text_config.vocab_size
+    sd = {}
+    for k, v in model.state_dict().items():
+        if v.dim() == 2 and v.shape[0] == full and ("embed_tokens" in k or "shared" in k or k == "lm_head.weight"):
+            v = v[:vocab]
+        sd[k] = v.detach().clone()
+    twin.load_state_dict(sd, strict=True)
+    twin.generation_config = copy.deepcopy(model.generation_config)
+    twin.eval()
+    return twin
+
+
+def write_remote_fixture(model, spec, src_folder: Path, folder: Path, vocab: int, options: dict) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    sd = remote_state_dict(model)
+    sd = remote_state_dict(model, vocab)
     torch.save(sd, folder / "pytorch_model.bin")
-    cfg = remote_config(spec, model.config.text_config.vocab_size)
+    cfg = remote_config(spec, vocab)
     (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    for name in ("generation_config.json", "preprocessor_config.json", "processor_config.json",
-                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (src_folder / name).exists():
-            shutil.copyfile(src_folder / name, folder / name)
+    (folder / "tokenizer.json").write_text(
+        remote_tokenizer_json(src_folder / "tokenizer.json", options["florence_tokens"]), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"model_max_length": 1024, "tokenizer_class": "BartTokenizer"}, indent=2) + "\n")
+    shutil.copyfile(src_folder / "preprocessor_config.json", folder / "preprocessor_config.json")
+    if options["generation_config"]:
+        shutil.copyfile(src_folder / "generation_config.json", folder / "generation_config.json")
 
 
-def check_remote_copy(native_model, folder: Path, proc, image_path: Path) -> dict:
+def check_remote_fixture(twin, folder: Path, proc, image_path: Path) -> dict:
+    """The remote weights, renamed back, are the twin's; the twin's first-step logits are the
+    native model's over the remote vocabulary."""
     sd = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    native = native_model.state_dict()
+    native = twin.state_dict()
     converted = {}
     for k, v in sd.items():
         nk = remote_to_native_key(k)
@@ -695,22 +762,16 @@ def check_remote_copy(native_model, folder: Path, proc, image_path: Path) -> dic
         if nk.endswith("image_projection.weight"):
             v = v.t()
         converted[nk] = v
-    # Native state_dict() lists the tied keys too; compare on the native key set.
     for k, v in native.items():
         assert k in converted, f"remote copy lacks {k}"
         assert torch.equal(converted[k], v), f"remote copy differs at {k}"
     extra = set(converted) - set(native)
     assert not extra, f"unexpected remote keys {sorted(extra)}"
-    m2 = Florence2ForConditionalGeneration(native_model.config)
-    m2.load_state_dict({k: converted[k] for k in native}, strict=True)
-    m2.eval()
-    with Image.open(image_path) as im:
-        inputs = proc(text="<CAPTION>", images=im, return_tensors="pt")
-    with torch.no_grad():
-        a = native_model(**inputs, decoder_input_ids=torch.tensor([[2]])).logits
-        b = m2(**inputs, decoder_input_ids=torch.tensor([[2]])).logits
-    assert torch.equal(a, b)
-    return {"tensors": len(sd), "identical_first_step_logits": True}
+    tok = remote_augmented_tokenizer(folder)
+    assert len(tok) == twin.config.text_config.vocab_size, (len(tok), twin.config.text_config.vocab_size)
+    for i, t in enumerate(FLORENCE_TOKENS):
+        assert tok.convert_tokens_to_ids(t) == proc.tokenizer.convert_tokens_to_ids(t) == 801 + i
+    return {"tensors": len(sd), "tokenizer_length": len(tok)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -771,8 +832,9 @@ def open_image(path: Path) -> Image.Image:
 
 
 @torch.no_grad()
-def run_case(model, proc, case: dict, img_path: Path):
-    """Returns (tensors, json record, stable?)."""
+def run_case(model, proc, case: dict, img_path: Path, placeholder: int | None = None):
+    """Returns (tensors, json record, stable?). `placeholder`: the image placeholder id the model
+    expects instead of `<image>` (the remote twin's `<unk>`)."""
     im = open_image(img_path)
     image_size = list(im.size)  # (W, H)
     text = case["task"] + (case["text_input"] or "")
@@ -782,6 +844,9 @@ def run_case(model, proc, case: dict, img_path: Path):
     image_id = proc.image_token_id
     assert ids[0, :n_img].eq(image_id).all() and not ids[0, n_img:].eq(image_id).any()
     prompt_ids = ids[0, n_img:].tolist()
+    if placeholder is not None:
+        assert placeholder not in prompt_ids
+        inputs["input_ids"] = torch.where(ids == image_id, placeholder, ids)
 
     pv = inputs["pixel_values"]
     feats = model.model.vision_tower(pv).last_hidden_state
@@ -842,9 +907,13 @@ def run_case(model, proc, case: dict, img_path: Path):
 
 
 @torch.no_grad()
-def run_batch(model, proc, batch: dict):
+def run_batch(model, proc, batch: dict, placeholder: int | None = None):
     ims = [open_image(FIX / p) for p in batch["images"]]
     inputs = proc(text=[batch["task"]] * len(ims), images=ims, return_tensors="pt")
+    if placeholder is not None:
+        ids = inputs["input_ids"]
+        assert not ids.eq(placeholder).any()
+        inputs["input_ids"] = torch.where(ids == proc.image_token_id, placeholder, ids)
     n = batch["max_new_tokens"]
     g = model.generate(**inputs, num_beams=1, do_sample=False, max_new_tokens=n,
                        return_dict_in_generate=True, output_scores=True)
@@ -1073,6 +1142,67 @@ def build_one(name: str, spec: dict, tok, max_tries: int) -> dict:
     return manifest, model, proc
 
 
+def build_remote(model, proc, spec: dict, native: dict) -> dict:
+    """The remote fixtures (REMOTE_FIXTURES) made from tiny-a, and their goldens: the reference run
+    on tiny-a's weights over the remote vocabulary (see truncated_twin)."""
+    vocab = model.config.text_config.vocab_size - 1
+    assert proc.tokenizer.convert_tokens_to_ids("<image>") == vocab
+    twin = truncated_twin(model, vocab)
+    checks = {}
+    for name, options in REMOTE_FIXTURES.items():
+        print(f"model {name}")
+        folder = FIX / "models" / name
+        write_remote_fixture(model, spec, FIX / "models" / "tiny-a", folder, vocab, options)
+        checks[name] = check_remote_fixture(twin, folder, proc, FIX / "images" / "rgb_97x61.png")
+    remote_tok = remote_augmented_tokenizer(FIX / "models" / "tiny-a-remote")
+
+    gold = FIX / "golden" / "tiny-a-remote"
+    if gold.exists():
+        shutil.rmtree(gold)
+    gold.mkdir(parents=True)
+    cases = [dict(c) for c in CASES + EXTRA_CASES["tiny-a"]]
+    records = []
+    for c in cases:
+        c.setdefault("max_new_tokens", 20)
+        c["tensors"] = f"golden/tiny-a-remote/{c['name']}.safetensors"
+        tensors, rec, stable, margin, _ = run_case(twin, proc, c, FIX / c["image"], placeholder=UNK_ID)
+        if not stable:
+            print(f"  tiny-a-remote: case {c['name']} is close to a tie (min margin {margin:.2e})", file=sys.stderr)
+        for kind in ("greedy", "beam"):
+            ids = rec[kind]["token_ids"]
+            assert remote_tok.decode(ids, skip_special_tokens=False) == rec[kind]["text"]
+        save_tensors(FIX / rec["tensors"], tensors)
+        records.append(rec)
+    batch, _ = run_batch(twin, proc, BATCH, placeholder=UNK_ID)
+
+    prompts = []
+    for row in native["prompts"]:
+        ids = remote_tok(row["prompt"])["input_ids"]
+        assert ids == row["input_ids"], row["task"]
+        prompts.append(row)
+    differs = []
+    for ours, theirs in zip(records, native["cases"]):
+        for kind in ("greedy", "beam"):
+            if any(ours[kind][k] != theirs[kind][k] for k in ("token_ids", "text", "result")):
+                differs.append(f"{ours['name']}:{kind}")
+    if differs:
+        print(f"  tiny-a-remote differs from tiny-a in {differs}", file=sys.stderr)
+    return {
+        "model": "models/tiny-a-remote",
+        "models": list(REMOTE_FIXTURES),
+        "twin": "tiny-a",
+        "reference": dict(native["reference"], note="tiny-a's weights over the remote vocabulary (no <image>), "
+                          "image features prepended to the prompt as the remote model does"),
+        "shapes": dict(native["shapes"], vocab_size=vocab),
+        "fixtures": checks,
+        "differs_from_twin": differs,
+        "prompts": prompts,
+        "cases": records,
+        "batch": batch,
+        "tokenizer_checks": tokenizer_checks(remote_tok),
+    }
+
+
 def dumps(obj, indent: int = 0) -> str:
     """JSON with nested containers indented and lists of scalars kept on one line."""
     pad, inner = " " * indent, " " * (indent + 1)
@@ -1096,12 +1226,23 @@ def write_json(path: Path, obj) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-tries", type=int, default=20, help="seeds to try per model before giving up")
+    ap.add_argument("--remote-only", action="store_true",
+                    help="rebuild only the remote-layout fixtures and their goldens from the committed tiny-a")
     args = ap.parse_args()
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+
+    if args.remote_only:
+        model, proc = load_reference(FIX / "models" / "tiny-a")
+        native = json.loads((FIX / "golden" / "tiny-a" / "manifest.json").read_text(encoding="utf-8"))
+        if native.pop("remote_copy", None) is not None:  # written by versions before the remote goldens
+            write_json(FIX / "golden" / "tiny-a" / "manifest.json", native)
+        write_json(FIX / "golden" / "tiny-a-remote" / "manifest.json",
+                   build_remote(model, proc, MODEL_SPECS["tiny-a"], native))
+        return
 
     for sub in ("models", "golden", "images"):
         if (FIX / sub).exists():
@@ -1118,11 +1259,6 @@ def main() -> None:
         print(f"model {name}")
         manifest, model, proc = build_one(name, spec, tok, args.max_tries)
         if name == "tiny-a":
-            print("model tiny-a-remote")
-            remote = FIX / "models" / "tiny-a-remote"
-            write_remote_copy(model, spec, FIX / "models" / name, remote)
-            manifest["remote_copy"] = {"model": "models/tiny-a-remote",
-                                       **check_remote_copy(model, remote, proc, FIX / "images" / "rgb_97x61.png")}
             manifest["images"] = images
             manifest["tokenizer_checks"] = tokenizer_checks(proc.tokenizer)
             manifest["postprocess"] = postprocess_table(proc)
@@ -1131,6 +1267,9 @@ def main() -> None:
 
     for name, manifest in manifests.items():
         write_json(FIX / "golden" / name / "manifest.json", manifest)
+    model, proc = load_reference(FIX / "models" / "tiny-a")
+    write_json(FIX / "golden" / "tiny-a-remote" / "manifest.json",
+               build_remote(model, proc, MODEL_SPECS["tiny-a"], manifests["tiny-a"]))
     total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file())
     print(f"done: {total / 1e6:.2f} MB under {FIX.relative_to(REPO)}")
 

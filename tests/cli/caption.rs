@@ -107,6 +107,40 @@ fn object_detection_matches_the_reference() {
     }
 }
 
+/// A model folder as microsoft/Florence-2-* ship it (a plain BART tokenizer, no
+/// generation_config.json): `<OD>` gives the reference's boxes, and the generation defaults the
+/// user does not set (no-repeat n-grams, forced tokens) come from its config.json.
+#[test]
+fn microsoft_layout_gives_the_reference_boxes() {
+    let env = TestEnv::new();
+    let case = golden("tiny-a-remote", "portrait_od");
+    for (beams, want) in [(1, &case.greedy), (case.num_beams, &case.beam)] {
+        let run = env.run([
+            "caption",
+            "--model-dir",
+            &text(&model("tiny-a-remote")),
+            "--task",
+            "<OD>",
+            "--beams",
+            &beams.to_string(),
+            "--max-new-tokens",
+            &case.max_new_tokens.to_string(),
+            "--json",
+            &text(&case.image),
+        ]);
+        run.expect_code(0);
+        let row = run.single_row();
+        if beams == 1 {
+            // The reference's greedy answer has a box: it must not decode to nothing.
+            run.check(
+                !row["result"]["bboxes"].as_array().unwrap().is_empty(),
+                "`<OD>` found boxes",
+            );
+        }
+        check_matches(&run, &row, want, &format!("<OD> with {beams} beam(s)"));
+    }
+}
+
 /// Without `--task` the caption command runs `<MORE_DETAILED_CAPTION>` (README).
 #[test]
 fn more_detailed_caption_is_the_default_task() {

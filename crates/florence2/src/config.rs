@@ -322,6 +322,33 @@ mod tests {
         assert_eq!(cfg.image_token_id, None);
     }
 
+    /// microsoft/Florence-2-large(-ft) and the community fine-tunes of it: the large shapes in
+    /// the remote layout.
+    #[test]
+    fn remote_large_shapes_resolve() {
+        let text = TEXT
+            .replace("\"d_model\": 768", "\"d_model\": 1024")
+            .replace("\"encoder_layers\": 6", "\"encoder_layers\": 12")
+            .replace("\"decoder_layers\": 6", "\"decoder_layers\": 12")
+            .replace("_attention_heads\": 12", "_attention_heads\": 16")
+            .replace("_ffn_dim\": 3072", "_ffn_dim\": 4096");
+        let json = format!(
+            r#"{{"model_type": "florence2", "projection_dim": 1024, {text},
+            "vision_config": {{"model_type": "davit", "dim_embed": [256, 512, 1024, 2048],
+              "num_heads": [8, 16, 32, 64], "num_groups": [8, 16, 32, 64], "depths": [1, 1, 9, 1],
+              "window_size": 12, "projection_dim": 1024,
+              "visual_temporal_embedding": {{"type": "COSINE", "max_temporal_embeddings": 100}},
+              "image_pos_embed": {{"type": "learned_abs_2d", "max_pos_embeddings": 50}},
+              "image_feature_source": ["spatial_avg_pool", "temporal_avg_pool"]}}}}"#
+        );
+        let cfg = Config::from_json(&json).unwrap();
+        assert_eq!(cfg.layout, ConfigLayout::Remote);
+        assert_eq!(cfg.vision.embed_dim, vec![256, 512, 1024, 2048]);
+        assert_eq!(cfg.text.d_model, 1024);
+        assert_eq!(cfg.text.encoder_layers, 12);
+        assert_eq!(cfg.text.vocab_size, 51289);
+    }
+
     #[test]
     fn native_layout_and_bad_shapes() {
         let json = format!(

@@ -68,7 +68,9 @@ impl GenerationConfig {
     pub fn from_text_config(text: &TextConfig) -> Self {
         Self {
             num_beams: text.num_beams.unwrap_or(1),
-            max_new_tokens: text.max_length.map(|l| l.saturating_sub(1)).unwrap_or(20),
+            // transformers' default max_length is 20, and for an encoder-decoder it counts the
+            // decoder start token.
+            max_new_tokens: text.max_length.unwrap_or(20).saturating_sub(1),
             min_new_tokens: 0,
             no_repeat_ngram_size: text.no_repeat_ngram_size.unwrap_or(0),
             early_stopping: text.early_stopping.unwrap_or(false),

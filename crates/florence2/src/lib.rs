@@ -17,6 +17,7 @@ pub mod processor;
 pub mod projector;
 mod runner;
 pub mod tasks;
+pub mod tokenizer;
 pub mod vision;
 
 pub use config::Config;

@@ -15,6 +15,7 @@ use super::model::Florence2Model;
 use super::postprocess::post_process_generation;
 use super::processor::{pixel_values, ImageProcessorConfig};
 use super::tasks::Task;
+use super::tokenizer::load_tokenizer;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +28,8 @@ pub enum Error {
         #[source]
         source: super::config::ConfigError,
     },
-    #[error("{path}: cannot read the tokenizer: {message}")]
-    Tokenizer { path: PathBuf, message: String },
+    #[error(transparent)]
+    Tokenizer(#[from] super::tokenizer::TokenizerError),
     #[error("{path}: {message}")]
     Processor { path: PathBuf, message: String },
     #[error(transparent)]
@@ -163,11 +164,7 @@ impl Florence2 {
                     message: e.to_string(),
                 }
             })?;
-        let tokenizer =
-            tokenizers::Tokenizer::from_file(&files.tokenizer).map_err(|e| Error::Tokenizer {
-                path: files.tokenizer.clone(),
-                message: e.to_string(),
-            })?;
+        let tokenizer = load_tokenizer(&files.tokenizer, &config)?;
         let weights = load_weights(files, device)?;
         let vb = VarBuilder::from_tensors(weights, dtype, device);
         let model = Florence2Model::new(&config, vb).map_err(|source| Error::Weights {
@@ -204,6 +201,12 @@ impl Florence2 {
                 message: e.to_string(),
             })?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The tokenizer as the reference processor uses it (Florence tokens added where the
+    /// checkpoint's file lacks them).
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String, Error> {
