@@ -32,7 +32,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 
 pub(crate) use crate::clock::now_ms;
 
-pub use queue::{FailOutcome, FailedJob, Job, Priority, QueueCounts, RetryPolicy};
+pub use queue::{FailOutcome, FailedJob, Job, Priority, QueueCounts, Reclaimed, RetryPolicy};
 pub use results::{Region, StoredResult, TaskResult};
 pub use search::{Hit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
 pub use store::{Batch, LibraryRow, MediaFacts, NewPhoto, PhotoRow, PhotoState, RecordOutcome};

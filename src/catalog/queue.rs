@@ -2,8 +2,9 @@
 //! profile), `pending → running → done | failed`. Claims are one `UPDATE … RETURNING` under the
 //! write lock, so two workers (or two processes) never get the same job. Failures retry with
 //! exponential back-off (`not_before`) up to a limit, keeping the last error. A job left `running`
-//! by a crash goes back to `pending` via [`Catalog::reclaim_running`] at daemon start-up (not at
-//! `open`, which the CLI also calls while a daemon is working).
+//! by a crash counts as a failed attempt and goes back to `pending` (or, at the limit, `failed`)
+//! via [`Catalog::reclaim_running`] at daemon start-up (not at `open`, which the CLI also calls
+//! while a daemon is working). A job with attempts behind it is claimed alone.
 //!
 //! A job is only claimed while a present photo with its content sits in an online library, so an
 //! unmounted share's jobs wait instead of burning their attempts. A pending job whose content has
@@ -82,6 +83,15 @@ impl RetryPolicy {
     }
 }
 
+/// What [`Catalog::reclaim_running`] found: jobs a dead process left running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Back to `pending`, one attempt spent.
+    pub returned: usize,
+    /// Out of attempts: `failed` as having crashed the worker.
+    pub failed: usize,
+}
+
 /// What [`Catalog::fail`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailOutcome {
@@ -144,32 +154,44 @@ impl Catalog {
 
     fn claim_at(&self, profile: &str, max: usize, now: i64) -> Result<Vec<Job>, CatalogError> {
         self.write("claim", |c| {
-            let mut stmt = c.prepare_cached(
-                "UPDATE jobs SET state = 'running', claimed_at = ?3, updated_at = ?3
-                 WHERE id IN (
-                     SELECT j.id FROM jobs j
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            let candidates: Vec<(i64, u32)> = c
+                .prepare_cached(
+                    "SELECT j.id, j.attempts FROM jobs j
                      WHERE j.profile = ?1 AND j.state = 'pending' AND j.not_before <= ?3
                        AND EXISTS (SELECT 1 FROM photos p JOIN libraries l ON l.id = p.library_id
                                    WHERE p.hash = j.hash AND p.state = 'present' AND l.online)
                      ORDER BY j.priority, j.id
-                     LIMIT ?2)
-                 RETURNING priority, id, hash, attempts",
+                     LIMIT ?2",
+                )?
+                .query_map(params![profile, max, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            // A job that failed or crashed the worker before runs alone: a photo that kills the
+            // process then takes only its own attempts, never its batch-mates'.
+            let chosen: Vec<i64> = match candidates.first() {
+                Some(&(id, attempts)) if attempts > 0 => vec![id],
+                _ => candidates
+                    .iter()
+                    .take_while(|(_, attempts)| *attempts == 0)
+                    .map(|(id, _)| *id)
+                    .collect(),
+            };
+            let mut take = c.prepare_cached(
+                "UPDATE jobs SET state = 'running', claimed_at = ?2, updated_at = ?2
+                 WHERE id = ?1 RETURNING id, hash, attempts",
             )?;
-            let max = i64::try_from(max).unwrap_or(i64::MAX);
-            let mut jobs = stmt
-                .query_map(params![profile, max, now], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        Job {
-                            id: r.get(1)?,
-                            hash: r.get(2)?,
-                            attempts: r.get(3)?,
-                        },
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            jobs.sort_by_key(|(prio, job)| (*prio, job.id));
-            Ok(jobs.into_iter().map(|(_, j)| j).collect())
+            chosen
+                .into_iter()
+                .map(|id| {
+                    take.query_row(params![id, now], |r| {
+                        Ok(Job {
+                            id: r.get(0)?,
+                            hash: r.get(1)?,
+                            attempts: r.get(2)?,
+                        })
+                    })
+                })
+                .collect()
         })
     }
 
@@ -285,16 +307,38 @@ impl Catalog {
         })
     }
 
-    /// At daemon start-up, in one transaction: every `running` job (left by a crash or kill -9) goes
-    /// back to `pending`. Returns how many. Only the single daemon may call this, followed by
+    /// At daemon start-up, in one transaction: every `running` job was left by a process that
+    /// died mid-caption (a crash, out of memory, kill -9; a clean stop hands its jobs back with
+    /// [`Catalog::release`]), so it counts as a failed attempt. Below `policy.max_attempts` it goes
+    /// back to `pending` (claimed alone next time, see [`Catalog::claim`]); at the limit it is
+    /// `failed` with an error saying it crashed the worker, so a photo that kills the process
+    /// cannot restart a service forever. Only the single daemon may call this, followed by
     /// [`Catalog::drop_orphaned_pending`] (a photo may have been deleted mid-caption).
-    pub fn reclaim_running(&self) -> Result<usize, CatalogError> {
+    pub fn reclaim_running(&self, policy: &RetryPolicy) -> Result<Reclaimed, CatalogError> {
+        let max = policy.max_attempts.max(1);
         self.write("reclaim_running", |c| {
-            c.prepare_cached(
-                "UPDATE jobs SET state = 'pending', claimed_at = NULL, updated_at = ?1
-                 WHERE state = 'running'",
-            )?
-            .execute([now_ms()])
+            let states: Vec<String> = c
+                .prepare_cached(
+                    "UPDATE jobs SET
+                         attempts = attempts + 1,
+                         state = CASE WHEN attempts + 1 >= ?1 THEN 'failed' ELSE 'pending' END,
+                         last_error = 'captiond stopped while captioning this photo ('
+                             || (attempts + 1) || ' of ' || ?1 || ' attempts): a crash, out of '
+                             || 'memory or a kill'
+                             || CASE WHEN attempts + 1 >= ?1
+                                     THEN '; it crashed the worker every time, so it is left '
+                                          || 'failed (`captiond retry` tries again)'
+                                     ELSE '' END,
+                         claimed_at = NULL, updated_at = ?2
+                     WHERE state = 'running'
+                     RETURNING state",
+                )?
+                .query_map(params![max, now_ms()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Reclaimed {
+                returned: states.iter().filter(|s| *s == "pending").count(),
+                failed: states.iter().filter(|s| *s == "failed").count(),
+            })
         })
     }
 
@@ -732,14 +776,75 @@ mod tests {
         f.cat.release(&[jobs[0].id, jobs[1].id]).unwrap();
         let c = f.cat.queue_counts(None).unwrap();
         assert_eq!((c.pending, c.running), (2, 2));
-        // A "crash": a new handle finds two running jobs and reclaims them.
+        // A "crash": a new handle finds two running jobs and reclaims them, an attempt each.
         drop(f.cat);
         let cat = Catalog::open(&f.db).unwrap();
-        assert_eq!(cat.reclaim_running().unwrap(), 2);
-        assert_eq!(cat.reclaim_running().unwrap(), 0);
-        let again = cat.claim(PROFILE, 10).unwrap();
-        assert_eq!(again.len(), 4);
-        assert!(again.iter().all(|j| j.attempts == 0));
+        let policy = RetryPolicy::default();
+        let r = cat.reclaim_running(&policy).unwrap();
+        assert_eq!((r.returned, r.failed), (2, 0));
+        assert_eq!(cat.reclaim_running(&policy).unwrap(), Reclaimed::default());
+        // The released ones (no attempt spent) come as a batch; the crashed ones one at a time.
+        let fresh = cat.claim(PROFILE, 10).unwrap();
+        assert_eq!(fresh.len(), 2);
+        assert!(fresh.iter().all(|j| j.attempts == 0));
+        for _ in 0..2 {
+            let alone = cat.claim(PROFILE, 10).unwrap();
+            assert_eq!(alone.len(), 1);
+            assert_eq!(alone[0].attempts, 1);
+        }
+    }
+
+    /// A photo that kills the process every time: each start counts an attempt, its batch-mates
+    /// get theirs back alone, and at the limit it is failed as having crashed the worker, so a
+    /// service restarted on failure finishes the rest of the library.
+    #[test]
+    fn a_photo_that_crashes_the_worker_ends_failed_and_the_rest_goes_on() {
+        let f = fixture();
+        let hashes: Vec<String> = (0..4).map(|i| add(&f, &format!("p{i}"))).collect();
+        for h in &hashes {
+            f.cat.enqueue(h, PROFILE, Priority::New).unwrap();
+        }
+        let policy = RetryPolicy::default();
+        let poison = &hashes[1];
+        let mut cat = f.cat;
+        let mut done = 0;
+        for start in 0..10 {
+            // Start-up after a kill.
+            cat.reclaim_running(&policy).unwrap();
+            loop {
+                let jobs = cat.claim(PROFILE, 4).unwrap();
+                if jobs.is_empty() {
+                    break;
+                }
+                if jobs.iter().any(|j| &j.hash == poison) {
+                    // The process dies mid-batch: whatever it held stays `running`.
+                    drop(cat);
+                    cat = Catalog::open(&f.db).unwrap();
+                    break;
+                }
+                for j in jobs {
+                    cat.finish(j.id, &j.hash, &caption("ok", &[])).unwrap();
+                    done += 1;
+                }
+            }
+            let c = cat.queue_counts(None).unwrap();
+            if c.pending == 0 && c.running == 0 {
+                assert!(
+                    start <= policy.max_attempts as usize,
+                    "took {start} restarts"
+                );
+                break;
+            }
+        }
+        assert_eq!(done, 3, "every other photo is captioned");
+        let failed = cat.failed_jobs(10).unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(&failed[0].hash, poison);
+        assert_eq!(failed[0].attempts, policy.max_attempts);
+        let error = failed[0].last_error.as_deref().unwrap();
+        assert!(error.contains("crashed the worker"), "{error}");
+        // `retry` gives it new attempts.
+        assert_eq!(cat.retry_failed().unwrap(), 1);
     }
 
     #[test]
@@ -919,7 +1024,13 @@ mod tests {
         let c = f.cat.queue_counts(None).unwrap();
         assert_eq!((c.pending, c.running, c.failed), (1, 1, 0));
         // A crash with the job running: the start-up reclaim, then the orphan sweep.
-        assert_eq!(f.cat.reclaim_running().unwrap(), 1);
+        assert_eq!(
+            f.cat
+                .reclaim_running(&RetryPolicy::default())
+                .unwrap()
+                .returned,
+            1
+        );
         assert_eq!(f.cat.queue_counts(None).unwrap().pending, 2);
         assert_eq!(f.cat.drop_orphaned_pending().unwrap(), 1);
         assert_eq!(f.cat.drop_orphaned_pending().unwrap(), 0);

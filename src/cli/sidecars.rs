@@ -53,12 +53,24 @@ pub fn run(config: Option<&Path>, args: SidecarsArgs) -> anyhow::Result<ExitCode
                 match o.sidecar {
                     WriteOutcome::Created | WriteOutcome::Updated => written += 1,
                     WriteOutcome::Unchanged => unchanged += 1,
-                    WriteOutcome::Skipped(_) => skipped += 1,
+                    WriteOutcome::Skipped(reason) => {
+                        skipped += 1;
+                        if reason.concerns_the_file() {
+                            eprintln!(
+                                "captiond: {}: sidecar not written: {reason}",
+                                photo.display()
+                            );
+                        }
+                    }
                 }
                 match o.embedded {
                     WriteOutcome::Created | WriteOutcome::Updated => embedded += 1,
                     WriteOutcome::Unchanged => embedded_unchanged += 1,
-                    WriteOutcome::Skipped(_) => {}
+                    WriteOutcome::Skipped(reason) => {
+                        if reason.concerns_the_file() {
+                            eprintln!("captiond: {}: XMP not embedded: {reason}", photo.display());
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -122,7 +122,17 @@ pub fn run(settings: &Settings, options: RunOptions) -> Result<RunSummary, Daemo
     tracing::debug!(lock = %lock.path().display(), "catalog lock taken");
     let catalog = Catalog::open(&settings.database)?;
     let profile = profile_key(&settings.model);
-    let reclaimed = catalog.reclaim_running()?;
+    // Jobs a dead process left running each spend an attempt (the attempt limit is the same for
+    // `--once`, whose policy only drops the back-off).
+    let reclaimed = catalog.reclaim_running(&RetryPolicy::default())?;
+    if reclaimed.failed > 0 {
+        tracing::warn!(
+            jobs = reclaimed.failed,
+            "photos that stopped captiond every time they were captioned are left failed \
+             (`captiond status` lists them, `captiond retry` tries again)"
+        );
+    }
+    let reclaimed = reclaimed.returned;
     let orphans = catalog.drop_orphaned_pending()?;
     if orphans > 0 {
         tracing::info!(

@@ -252,10 +252,16 @@ fn write_sidecars(catalog: &Catalog, libraries: &[Library], options: &SidecarOpt
         match rewrite(catalog, &path, &settings) {
             Ok(outcome) => {
                 if let WriteOutcome::Skipped(reason) = &outcome.sidecar {
-                    tracing::debug!(path = %path.display(), %reason, "no sidecar written");
+                    if reason.concerns_the_file() {
+                        tracing::warn!(path = %path.display(), %reason, "no sidecar written");
+                    } else {
+                        tracing::debug!(path = %path.display(), %reason, "no sidecar written");
+                    }
                 }
                 if let WriteOutcome::Skipped(reason) = &outcome.embedded {
-                    if settings.embed {
+                    if reason.concerns_the_file() {
+                        tracing::warn!(path = %path.display(), %reason, "no XMP embedded");
+                    } else if settings.embed {
                         tracing::debug!(path = %path.display(), %reason, "no XMP embedded");
                     }
                 }

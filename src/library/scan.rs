@@ -257,8 +257,12 @@ pub(crate) fn entries<'a>(
     filter: &'a PathFilter,
 ) -> impl Iterator<Item = Result<walkdir::DirEntry, ScanError>> + 'a {
     let wanted = filter.accepts_dir(root);
+    // The library root may itself be a symlink (a user's `/photos` pointing at a disk); any
+    // other starting point (a renamed or rescanned folder) that is a symlink is not followed,
+    // or a link renamed inside the library would walk whatever it points at.
     let iter = WalkDir::new(root)
         .follow_links(false)
+        .follow_root_links(root == filter.root())
         .into_iter()
         .filter_entry(move |e| {
             e.depth() == 0
@@ -526,6 +530,33 @@ pub(crate) mod tests {
     }
 
     #[cfg(target_os = "linux")]
+    /// A symlink to a folder outside the library, walked as a starting point (a watcher's rename
+    /// event, a rescan request): nothing outside is listed. The root itself may be a link.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_folder_inside_the_library_is_never_walked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        write(&outside.join("secret.jpg"), JPEG);
+        let real_root = tmp.path().join("real");
+        fs::create_dir_all(&real_root).unwrap();
+        write(&real_root.join("a.jpg"), JPEG);
+        std::os::unix::fs::symlink(&outside, real_root.join("l2")).unwrap();
+        let root = tmp.path().join("lib");
+        std::os::unix::fs::symlink(&real_root, &root).unwrap();
+        let filter = PathFilter::new(&root, &[]).unwrap();
+
+        let (files, _) = collect(&root, &filter);
+        assert_eq!(
+            files,
+            set(&["a.jpg"]),
+            "the root link is followed, the inner one not"
+        );
+        let inner: Vec<_> = walk(&root.join("l2"), &filter).collect();
+        assert!(inner.is_empty(), "{inner:?}");
+    }
+
     #[test]
     fn unreadable_folder_is_reported_and_the_walk_goes_on() {
         use std::os::unix::fs::PermissionsExt;

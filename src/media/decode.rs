@@ -54,6 +54,16 @@ pub enum DecodeError {
         pixels: u64,
         max_pixels: u64,
     },
+    #[error(
+        "{path} is {width}×{height}, longer than {max_aspect_ratio} times its width or height: \
+         not a photo the model can see (it is resized to a square)"
+    )]
+    TooElongated {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        max_aspect_ratio: u32,
+    },
     #[error("{path} needs {needed} bytes to decode, over the limit of {limit} bytes")]
     TooMuchMemory {
         path: PathBuf,
@@ -80,6 +90,10 @@ pub struct DecodeLimits {
     /// Largest decoder buffer (and file size) accepted, in bytes. Default 2 GiB: a 16-bit RGBA
     /// image at the pixel limit would need 1.6 GB.
     pub max_bytes_alloc: u64,
+    /// Longest side at most this many times the shortest. Default 100, far beyond any panorama:
+    /// the model squeezes every image into a square, and a 199,000,000×1 PNG (580 KB on disk)
+    /// would otherwise take gigabytes in the decoder and the resampler's weight tables.
+    pub max_aspect_ratio: u32,
 }
 
 impl Default for DecodeLimits {
@@ -87,6 +101,7 @@ impl Default for DecodeLimits {
         DecodeLimits {
             max_pixels: 200_000_000,
             max_bytes_alloc: 2 << 30,
+            max_aspect_ratio: 100,
         }
     }
 }
@@ -252,6 +267,15 @@ fn decode_stored(
             height,
             pixels,
             max_pixels: limits.max_pixels,
+        });
+    }
+    let (long, short) = (width.max(height) as u64, width.min(height) as u64);
+    if short > 0 && long > short * u64::from(limits.max_aspect_ratio.max(1)) {
+        return Err(DecodeError::TooElongated {
+            path: path(),
+            width,
+            height,
+            max_aspect_ratio: limits.max_aspect_ratio,
         });
     }
     let needed = decoder.total_bytes();
@@ -709,9 +733,31 @@ mod tests {
         let limits = DecodeLimits {
             max_pixels: u64::MAX,
             max_bytes_alloc: 1 << 20,
+            ..DecodeLimits::default()
         };
         let err = decode_image_bytes_with(&bytes, name(), &limits).unwrap_err();
         assert!(matches!(err, DecodeError::TooMuchMemory { .. }), "{err:?}");
+    }
+
+    /// A 199,000,000×1 PNG is 580 KB on disk and gigabytes to decode and resample: refused on
+    /// its header, by shape; a wide panorama is not.
+    #[test]
+    fn a_needle_image_is_refused_on_its_header() {
+        let mut bytes = png(1, 1, &[0, 0, 0], ExtendedColorType::Rgb8, None);
+        bytes[16..20].copy_from_slice(&199_000_000u32.to_be_bytes());
+        let crc = crc32(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_image_bytes(&bytes, name()).unwrap_err();
+        assert!(matches!(err, DecodeError::TooElongated { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("199000000×1") && text.contains("photos/test.img"),
+            "{text}"
+        );
+
+        let pano = png(200, 4, &[7; 200 * 4 * 3], ExtendedColorType::Rgb8, None);
+        let ok = decode_image_bytes(&pano, name()).unwrap();
+        assert_eq!(ok.rgb.dimensions(), (200, 4));
     }
 
     #[test]

@@ -56,6 +56,7 @@
 pub mod content;
 pub mod embed;
 mod follow;
+pub mod iptc;
 pub mod merge;
 pub mod naming;
 mod write;
@@ -121,8 +122,16 @@ pub enum WriteOutcome {
 pub enum SkipReason {
     /// `stem` naming: another image sharing the stem writes this sidecar.
     NotWriter { writer: PathBuf },
-    /// The file has no write permission: the person locked it.
+    /// The user captiond runs as may not write the file itself (the person locked it, or it is
+    /// someone else's): replacing it through the folder's permission would bypass that.
     ReadOnly,
+    /// The file belongs to someone else and captiond cannot give the new file the same owner:
+    /// the owner would lose it.
+    OwnerWouldChange,
+    /// The path is a symbolic link: captiond never writes through one (it may point anywhere).
+    Symlink,
+    /// The photo's embedded XMP cannot be read, so a new sidecar could hide what it says.
+    EmbeddedUnreadable,
     /// No sidecar exists and we have nothing to put in one.
     NothingToWrite,
     /// [`SidecarSettings::sidecar`] is off.
@@ -135,13 +144,34 @@ pub enum SkipReason {
     NotInCatalog,
 }
 
+impl SkipReason {
+    /// Whether the skip says something about the file (its permissions, owner, a link, its
+    /// embedded XMP) that a person should hear about, rather than about the settings.
+    pub fn concerns_the_file(&self) -> bool {
+        matches!(
+            self,
+            SkipReason::ReadOnly
+                | SkipReason::OwnerWouldChange
+                | SkipReason::Symlink
+                | SkipReason::EmbeddedUnreadable
+        )
+    }
+}
+
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SkipReason::NotWriter { writer } => {
                 write!(f, "the sidecar belongs to {}", writer.display())
             }
-            SkipReason::ReadOnly => f.write_str("the file is read-only"),
+            SkipReason::ReadOnly => f.write_str("the file is not writable by this user"),
+            SkipReason::OwnerWouldChange => {
+                f.write_str("the file belongs to another user and its owner could not be kept")
+            }
+            SkipReason::Symlink => f.write_str("the path is a symbolic link; not written through"),
+            SkipReason::EmbeddedUnreadable => {
+                f.write_str("the photo's embedded XMP cannot be read; no sidecar may hide it")
+            }
             SkipReason::NothingToWrite => f.write_str("nothing to write"),
             SkipReason::SidecarDisabled => f.write_str("sidecars are off"),
             SkipReason::EmbedDisabled => f.write_str("embedding is off"),
@@ -230,9 +260,11 @@ pub fn write_sidecar(
                 source,
             })?,
             None if clean.is_empty() => return Ok(Change::Skip(SkipReason::NothingToWrite)),
-            None => Packet {
-                xpacket: true,
-                ..Packet::default()
+            // A new sidecar starts from what the photo itself carries, or apps that read the
+            // sidecar first would show our caption instead of the person's.
+            None => match seed_from_image(image) {
+                Ok(seed) => seed,
+                Err(reason) => return Ok(Change::Skip(reason)),
             },
         };
         Ok(match merged(&old, &clean, settings) {
@@ -241,6 +273,77 @@ pub fn write_sidecar(
         })
     })?;
     Ok(outcome(done))
+}
+
+/// Largest photo read whole to find the metadata a new sidecar starts from; of a larger one only
+/// the first [`SEED_PREFIX`] bytes (a JPEG's metadata segments all come before its image data).
+const SEED_WHOLE: u64 = 256 << 20;
+const SEED_PREFIX: u64 = 64 << 20;
+
+/// What a new sidecar starts from: the photo's embedded XMP (a person's caption, keywords,
+/// rating, everything), plus its IPTC-IIM caption and keywords where that XMP has none, as
+/// exiftool (MWG rules) and digiKam do when they create a sidecar. Embedded XMP that cannot be
+/// read is [`SkipReason::EmbeddedUnreadable`]: a sidecar without it could hide a person's words.
+fn seed_from_image(image: &Path) -> Result<Packet, SkipReason> {
+    use std::io::Read;
+    let mut seed = Packet {
+        xpacket: true,
+        ..Packet::default()
+    };
+    let Ok(file) = std::fs::File::open(image) else {
+        return Ok(seed); // gone or unreadable: there is nothing of anyone's to keep
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut data = Vec::new();
+    let cap = if size <= SEED_WHOLE {
+        size
+    } else {
+        SEED_PREFIX
+    };
+    if file.take(cap).read_to_end(&mut data).is_err() {
+        return Ok(seed);
+    }
+    match embed::read_embedded(image, &data) {
+        Ok(Some(embedded)) => {
+            seed = Packet {
+                xpacket: true,
+                ..embedded
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(
+                path = %image.display(),
+                "no sidecar created: {}",
+                crate::errors::error_chain(&e)
+            );
+            return Err(SkipReason::EmbeddedUnreadable);
+        }
+    }
+    if let Some(iim) = iptc::read_jpeg_iptc(&data) {
+        let empty = |p: &Packet, local: &str| match p.get(xmp::NS_DC, local) {
+            None => true,
+            Some(n) => match &n.value {
+                xmp::Value::Array(_, items) => items
+                    .iter()
+                    .all(|i| i.as_text().is_none_or(|t| t.trim().is_empty())),
+                xmp::Value::Text(t) => t.trim().is_empty(),
+                _ => false,
+            },
+        };
+        if let Some(caption) = iim.caption.filter(|_| empty(&seed, "description")) {
+            seed.set(xmp::NS_DC, "description", xmp::Node::alt_default(caption));
+        }
+        if !iim.keywords.is_empty() && empty(&seed, "subject") {
+            let items = iim.keywords.into_iter().map(xmp::Node::text).collect();
+            seed.set(
+                xmp::NS_DC,
+                "subject",
+                xmp::Node::array(xmp::ArrayKind::Bag, items),
+            );
+        }
+    }
+    Ok(seed)
 }
 
 /// Told when embedding replaces an original's bytes, so that whoever knows files by the hash of

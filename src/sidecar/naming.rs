@@ -12,8 +12,10 @@
 //!   writer.
 //!
 //! An existing sidecar is found case-insensitively (`IMG_1.jpg.XMP` counts); when several spellings
-//! exist, the exact default name wins, then the first in byte order. A new file is named with the
-//! image's case and a lowercase `.xmp`.
+//! exist, the exact default name wins, then the first in byte order. Under `ext` naming a spelling
+//! that is exactly another file's sidecar name is that file's, never ours: `c.JPG.xmp` belongs to
+//! `c.JPG`, not to `c.jpg` beside it. A new file is named with the image's case and a lowercase
+//! `.xmp`.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -115,12 +117,23 @@ pub fn sidecar_path(image: &Path, naming: SidecarNaming) -> SidecarLocation {
         .unwrap_or_default();
     names.sort();
 
+    // `ext`: `X.xmp` is the sidecar of the file `X` when that file is there and is not us.
+    let anothers = |n: &OsString| {
+        naming == SidecarNaming::Ext
+            && n.as_encoded_bytes()
+                .strip_suffix(b".xmp")
+                .or_else(|| n.as_encoded_bytes().get(..n.len().saturating_sub(4)))
+                .is_some_and(|owner| {
+                    owner != image.file_name().unwrap_or_default().as_encoded_bytes()
+                        && names.iter().any(|m| m.as_encoded_bytes() == owner)
+                })
+    };
     let existing = if names.contains(&wanted) {
         Some(wanted.clone())
     } else {
         names
             .iter()
-            .find(|n| same_ignoring_ascii_case(n, &wanted))
+            .find(|n| same_ignoring_ascii_case(n, &wanted) && !anothers(n))
             .cloned()
     };
     let path = dir.join(existing.as_ref().unwrap_or(&wanted));
@@ -201,6 +214,36 @@ mod tests {
         assert_eq!(
             sidecar_path(&img, SidecarNaming::Ext).path(),
             d.path().join("IMG_1.JPG.xmp")
+        );
+    }
+
+    /// `c.JPG` and `c.jpg` side by side (a case-sensitive filesystem): each has its own
+    /// sidecar; the one of `c.JPG` is never taken for `c.jpg`'s, whichever exists first.
+    #[test]
+    fn names_differing_in_case_get_their_own_sidecars() {
+        let d = tempfile::tempdir().unwrap();
+        let upper = touch(d.path(), "c.JPG");
+        let lower = touch(d.path(), "c.jpg");
+        touch(d.path(), "c.JPG.xmp");
+        assert_eq!(
+            sidecar_path(&lower, SidecarNaming::Ext),
+            SidecarLocation::Write {
+                path: d.path().join("c.jpg.xmp"),
+                exists: false
+            }
+        );
+        assert_eq!(
+            sidecar_path(&upper, SidecarNaming::Ext),
+            SidecarLocation::Write {
+                path: d.path().join("c.JPG.xmp"),
+                exists: true
+            }
+        );
+        // With `c.JPG` gone (moved away), its differently cased sidecar is found again.
+        std::fs::remove_file(&upper).unwrap();
+        assert_eq!(
+            sidecar_path(&lower, SidecarNaming::Ext).path(),
+            d.path().join("c.JPG.xmp")
         );
     }
 

@@ -101,39 +101,87 @@ impl Drop for TempFile {
 }
 
 fn temp_path(target: &Path) -> PathBuf {
+    /// The longest file name common filesystems take (ext4, XFS, btrfs, APFS, NTFS: 255 bytes).
+    const NAME_MAX: usize = 255;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target
+    let suffix = format!(".captiond-{}-{n}.tmp", std::process::id());
+    let mut name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    target.with_file_name(format!(".{name}.captiond-{}-{n}.tmp", std::process::id()))
+    // A long photo name must not make the temp name too long to create: shorten its copy here
+    // (the temp file is renamed onto the real name anyway).
+    let budget = NAME_MAX - 1 - suffix.len();
+    if name.len() > budget {
+        let mut cut = budget;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    target.with_file_name(format!(".{name}{suffix}"))
 }
 
+/// Whether the user captiond runs as may write `path` in place. Replacing a file by rename
+/// needs only the folder's write permission; this keeps us to what the file itself allows
+/// (`access(2)` with the effective ids, as the kernel would judge an `open` for writing).
 #[cfg(unix)]
-fn is_read_only(meta: &fs::Metadata) -> bool {
+fn may_write_in_place(path: &Path, meta: &fs::Metadata) -> bool {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o222 == 0
+    if meta.permissions().mode() & 0o222 == 0 {
+        return false; // locked for everyone, root included: the person's wish
+    }
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path we own; no memory is written.
+    unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS,
+        ) == 0
+    }
 }
 
 #[cfg(not(unix))]
-fn is_read_only(meta: &fs::Metadata) -> bool {
-    meta.permissions().readonly()
+fn may_write_in_place(_path: &Path, meta: &fs::Metadata) -> bool {
+    !meta.permissions().readonly()
 }
 
-/// Copies mode and (best effort) owner of the original onto the temp file.
+/// Gives the temp file the original's owner, group and mode. An owner we cannot keep (the file
+/// is another user's and we are not root) is [`super::SkipReason::OwnerWouldChange`]: the
+/// replacement would take the file from its owner.
 #[cfg(unix)]
-fn copy_owner_and_mode(file: &File, meta: &fs::Metadata) -> io::Result<()> {
+fn copy_owner_and_mode(
+    file: &File,
+    meta: &fs::Metadata,
+) -> io::Result<Result<(), super::SkipReason>> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
+    let ours = file.metadata()?;
+    if (ours.uid(), ours.gid()) != (meta.uid(), meta.gid()) {
+        let owner = (ours.uid() != meta.uid()).then_some(meta.uid());
+        // When only the group differs and we are not in it, ours stays: the owner keeps the file.
+        if std::os::unix::fs::fchown(file, owner, Some(meta.gid())).is_err() && owner.is_some() {
+            return Ok(Err(super::SkipReason::OwnerWouldChange));
+        }
+    }
     file.set_permissions(fs::Permissions::from_mode(
         meta.permissions().mode() & 0o7777,
-    ))
+    ))?;
+    Ok(Ok(()))
 }
 
 #[cfg(not(unix))]
-fn copy_owner_and_mode(file: &File, meta: &fs::Metadata) -> io::Result<()> {
-    file.set_permissions(meta.permissions())
+fn copy_owner_and_mode(
+    file: &File,
+    meta: &fs::Metadata,
+) -> io::Result<Result<(), super::SkipReason>> {
+    file.set_permissions(meta.permissions())?;
+    Ok(Ok(()))
 }
 
 fn sync_dir(dir: &Path) {
@@ -145,12 +193,10 @@ fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
-/// Resolves a symlinked target so that the link stays and its target is replaced.
-fn real_target(path: &Path) -> PathBuf {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).unwrap_or(path.to_path_buf()),
-        _ => path.to_path_buf(),
-    }
+/// Whether `path` itself is a symbolic link (never written through: it may point outside the
+/// library or at someone else's file).
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Atomically replaces `path` with what `change` makes of its current bytes (`None`: no file).
@@ -170,7 +216,10 @@ pub(crate) fn update_file_observed(
     mut change: impl FnMut(Option<&[u8]>) -> Result<Change, SidecarError>,
     observer: &dyn super::EmbedObserver,
 ) -> Result<Done, SidecarError> {
-    let target = real_target(path);
+    if is_symlink(path) {
+        return Ok(Done::Skipped(super::SkipReason::Symlink));
+    }
+    let target = path.to_path_buf();
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -178,7 +227,7 @@ pub(crate) fn update_file_observed(
     for _ in 0..MAX_ATTEMPTS {
         let before = snapshot(&target)?;
         if let Some(b) = &before {
-            if is_read_only(&b.meta) {
+            if !may_write_in_place(&target, &b.meta) {
                 return Ok(Done::Skipped(super::SkipReason::ReadOnly));
             }
         }
@@ -201,7 +250,11 @@ pub(crate) fn update_file_observed(
             .open(&tmp.path)
             .map_err(io_err(&tmp.path, "create the temp file"))?;
         if let Some(b) = &before {
-            copy_owner_and_mode(&file, &b.meta).map_err(io_err(&tmp.path, "set the mode of"))?;
+            if let Err(reason) =
+                copy_owner_and_mode(&file, &b.meta).map_err(io_err(&tmp.path, "set the mode of"))?
+            {
+                return Ok(Done::Skipped(reason));
+            }
         }
         file.write_all(&bytes).map_err(io_err(&tmp.path, "write"))?;
         file.sync_all().map_err(io_err(&tmp.path, "fsync"))?;
@@ -309,8 +362,13 @@ fn copy_new(from: &Path, to: &Path) -> Result<(), MoveError> {
         path: to.to_path_buf(),
         armed: true,
     };
-    copy_owner_and_mode(&file, &meta)
+    let kept = copy_owner_and_mode(&file, &meta)
         .map_err(|e| MoveError::Io(io_err(to, "set the mode of")(e)))?;
+    if kept.is_err() {
+        // The copy would belong to us, not to the person who owns the sidecar: leave it.
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        return Err(MoveError::Io(io_err(to, "keep the owner of")(denied)));
+    }
     file.write_all(&bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| MoveError::Io(io_err(to, "write")(e)))?;
@@ -440,15 +498,37 @@ mod tests {
         assert_eq!(done, Done::Skipped(super::super::SkipReason::ReadOnly));
         assert_eq!(fs::read(&p).unwrap(), b"orig");
 
-        let real = d.path().join("real.xmp");
+        // A sidecar that is a symbolic link is never written through, wherever it points.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let real = elsewhere.path().join("real.xmp");
         fs::write(&real, b"a").unwrap();
         let link = d.path().join("link.xmp");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        update_file(&link, |_| Ok(Change::Write(b"b".to_vec()))).unwrap();
+        let done = update_file(&link, |_| Ok(Change::Write(b"b".to_vec()))).unwrap();
+        assert_eq!(done, Done::Skipped(super::super::SkipReason::Symlink));
         assert!(fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
             .is_symlink());
-        assert_eq!(fs::read(&real).unwrap(), b"b");
+        assert_eq!(fs::read(&real).unwrap(), b"a");
+        // A dangling link is not created through either.
+        let dangling = d.path().join("dangling.xmp");
+        std::os::unix::fs::symlink(elsewhere.path().join("new.xmp"), &dangling).unwrap();
+        let done = update_file(&dangling, |_| Ok(Change::Write(b"c".to_vec()))).unwrap();
+        assert_eq!(done, Done::Skipped(super::super::SkipReason::Symlink));
+        assert!(!elsewhere.path().join("new.xmp").exists());
+    }
+
+    /// A sidecar for a photo with a 230-byte name: the temp name stays under 255 bytes.
+    #[test]
+    fn a_long_name_gets_its_file() {
+        let d = tempfile::tempdir().unwrap();
+        let name = format!("{}é.jpg.xmp", "x".repeat(223));
+        assert!(name.len() > 230 && name.len() <= 255);
+        let target = d.path().join(&name);
+        assert!(temp_path(&target).file_name().unwrap().len() <= 255);
+        update_file(&target, |_| Ok(Change::Write(b"<x/>".to_vec()))).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"<x/>");
+        assert!(leftovers(d.path()).is_empty());
     }
 }

@@ -86,6 +86,10 @@ const WELL_KNOWN: &[(&str, &str)] = &[
 pub const MAX_PACKET_BYTES: usize = 32 << 20;
 /// Deepest element nesting we follow (real XMP stays under 20).
 const MAX_DEPTH: usize = 128;
+/// Most namespace declarations on one element, and most attributes: real XMP has a few dozen;
+/// a file with more is hostile or broken and is refused (left untouched) before it costs time.
+const MAX_DECLARATIONS: usize = 4096;
+const MAX_ATTRIBUTES: usize = 4096;
 
 /// Why a packet could not be read. `offset` is the byte position in the input where known.
 #[derive(Debug, thiserror::Error)]
@@ -358,11 +362,14 @@ struct Elem {
 }
 
 struct TreeBuilder {
-    /// Namespace scopes: (prefix, uri); "" is the default namespace.
-    scopes: Vec<Vec<(String, String)>>,
+    /// Namespace scopes, one per open element: prefix → uri ("" is the default namespace).
+    /// Hash maps, so a file with many declarations costs linear time, not quadratic.
+    scopes: Vec<HashMap<String, String>>,
     stack: Vec<Elem>,
     root: Option<Elem>,
     prefixes: Vec<(String, String)>,
+    /// The URIs in `prefixes`.
+    declared: HashSet<String>,
     xpacket: bool,
 }
 
@@ -372,7 +379,7 @@ impl TreeBuilder {
             return Ok(NS_XML.to_string());
         }
         for scope in self.scopes.iter().rev() {
-            if let Some((_, uri)) = scope.iter().rev().find(|(p, _)| p == prefix) {
+            if let Some(uri) = scope.get(prefix) {
                 return Ok(uri.clone());
             }
         }
@@ -399,9 +406,18 @@ impl TreeBuilder {
                 message: format!("elements nested deeper than {MAX_DEPTH}"),
             });
         }
-        let mut scope = Vec::new();
+        let mut scope = HashMap::new();
         let mut raw_attrs = Vec::new();
         for attr in e.attributes() {
+            if scope.len() >= MAX_DECLARATIONS || raw_attrs.len() >= MAX_ATTRIBUTES {
+                return Err(XmpError::Syntax {
+                    offset,
+                    message: format!(
+                        "more than {MAX_DECLARATIONS} namespace declarations or \
+                         {MAX_ATTRIBUTES} attributes on one element"
+                    ),
+                });
+            }
             let attr = attr.map_err(|err| XmpError::Xml {
                 offset,
                 source: err.into(),
@@ -411,13 +427,14 @@ impl TreeBuilder {
                 .normalized_value(XmlVersion::Implicit1_0)
                 .map_err(|err| entity_error(err, offset))?
                 .into_owned();
+            // A prefix declared twice on one element is not XML; the last one wins, as before.
             if key == "xmlns" {
-                scope.push((String::new(), value));
+                scope.insert(String::new(), value);
             } else if let Some(prefix) = key.strip_prefix("xmlns:") {
-                if !self.prefixes.iter().any(|(uri, _)| *uri == value) {
+                if self.declared.insert(value.clone()) {
                     self.prefixes.push((value.clone(), prefix.to_string()));
                 }
-                scope.push((prefix.to_string(), value));
+                scope.insert(prefix.to_string(), value);
             } else {
                 raw_attrs.push((key, value));
             }
@@ -521,6 +538,7 @@ fn build_tree(text: &str) -> Result<Tree, XmpError> {
         stack: Vec::new(),
         root: None,
         prefixes: Vec::new(),
+        declared: HashSet::new(),
         xpacket: false,
     };
     loop {
@@ -1405,5 +1423,34 @@ mod tests {
         bytes.extend_from_slice(LR.as_bytes());
         bytes.extend_from_slice(b"\n\0\0\0");
         assert!(Packet::parse(&bytes).is_ok());
+    }
+
+    /// Many namespace declarations (hostile or generated): resolved through hash maps, the
+    /// file's data kept; past the per-element cap, refused without a change.
+    #[test]
+    fn many_namespace_declarations_parse_and_too_many_are_refused() {
+        let mut doc = String::from(
+            r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">"#,
+        );
+        for d in 0..40 {
+            doc.push_str("<rdf:Description rdf:about=\"\"");
+            for i in 0..1000 {
+                doc.push_str(&format!(" xmlns:p{d}x{i}=\"urn:test:{d}:{i}\""));
+            }
+            doc.push_str(&format!(" p{d}x999:v=\"{d}\"/>"));
+        }
+        doc.push_str("</rdf:RDF></x:xmpmeta>");
+        let packet = Packet::parse(doc.as_bytes()).unwrap();
+        assert!(find(&packet.props, "urn:test:39:999", "v").is_some());
+
+        let mut hostile = String::from(
+            r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description"#,
+        );
+        for i in 0..=MAX_DECLARATIONS {
+            hostile.push_str(&format!(" xmlns:p{i}=\"urn:h:{i}\""));
+        }
+        hostile.push_str("/></rdf:RDF></x:xmpmeta>");
+        let err = Packet::parse(hostile.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("namespace declarations"), "{err}");
     }
 }

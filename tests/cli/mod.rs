@@ -8,5 +8,6 @@ mod caption;
 mod caption_config;
 mod caption_errors;
 mod caption_hub;
+mod other_users_files;
 mod run_raw;
 mod sidecars_rewrite;

@@ -108,6 +108,11 @@ fn user_unit_passes_systemd_analyze_verify() {
         "Nice=10".into(),
         "CPUSchedulingPolicy=idle".into(),
         "IOSchedulingClass=idle".into(),
+        "RestrictNamespaces=yes".into(),
+        "SystemCallFilter=@system-service".into(),
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK".into(),
+        "MemoryMax=8G".into(),
+        "UMask=0022".into(),
         "WantedBy=default.target".into(),
     ] {
         run.check(
@@ -153,6 +158,12 @@ fn system_unit_passes_systemd_analyze_verify() {
         "CacheDirectory=captiond",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectClock=yes",
+        "RestrictNamespaces=yes",
+        "SystemCallFilter=@system-service",
+        "MemoryMax=8G",
+        "UMask=0022",
         "WantedBy=multi-user.target",
     ] {
         run.check(

@@ -390,3 +390,77 @@ fn stem_naming_gives_a_raw_jpeg_pair_one_writer() {
     assert!(d.path().join("IMG_7.xmp").exists());
     assert_eq!(fs::read(&raw).unwrap(), b"not really a raw");
 }
+
+/// A JPEG whose person-written caption and keywords are embedded (XMP by one program, IPTC-IIM
+/// by another, written here with exiftool): the sidecar we create starts from them, so an app
+/// that reads the sidecar first shows the person's caption and keeps their keywords; ours are
+/// added beside them.
+#[test]
+fn a_new_sidecar_keeps_the_photos_embedded_caption_and_keywords() {
+    need_tools!();
+    let d = tempdir();
+    let c = content(Some("A dog on a beach."), &["dog"], &[]);
+    let cases = [
+        (
+            "xmp.jpg",
+            vec![
+                "-XMP-dc:Description=Rex, our dog, at Brighton",
+                "-XMP-dc:Subject=Rex",
+                "-XMP-dc:Subject=holiday",
+                "-XMP-xmp:Rating=4",
+            ],
+        ),
+        (
+            "iptc.jpg",
+            vec![
+                "-IPTC:Caption-Abstract=Rex, our dog, at Brighton",
+                "-IPTC:Keywords=Rex",
+                "-IPTC:Keywords=holiday",
+                "-IPTC:CodedCharacterSet=UTF8",
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        let img = copy_to(d.path(), "images/photo_120x90.jpg", name);
+        let out = Command::new("exiftool")
+            .arg("-overwrite_original")
+            .args(&args)
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let original = fs::read(&img).unwrap();
+
+        assert_eq!(
+            write_sidecar(&img, &c, &SidecarSettings::default()).unwrap(),
+            WriteOutcome::Created
+        );
+        let xmp = d.path().join(format!("{name}.xmp"));
+        let j = exiftool_json(&xmp);
+        let ctx = dump(&xmp);
+        assert_eq!(
+            j["XMP-dc:Description"], "Rex, our dog, at Brighton",
+            "{name}: the person's caption, not ours\n{ctx}"
+        );
+        assert_eq!(
+            strings(j.get("XMP-dc:Subject")),
+            ["Rex", "holiday", "dog"],
+            "{name}: the person's keywords kept, ours added\n{ctx}"
+        );
+        if name == "xmp.jpg" {
+            assert_eq!(
+                j["XMP-xmp:Rating"], 4,
+                "{name}: everything else embedded\n{ctx}"
+            );
+        }
+        assert_eq!(
+            fs::read(&img).unwrap(),
+            original,
+            "{name}: the photo is untouched"
+        );
+    }
+}
