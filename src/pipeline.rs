@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::catalog::{Catalog, CatalogError, FailOutcome, Job, Region, RetryPolicy, TaskResult};
 use crate::clean::{display_caption, keywords};
 use crate::config::ModelSettings;
-use crate::media::decode::{decode_image_bytes_with, DecodeLimits, DecodedImage};
+use crate::media::decode::{
+    decode_image_bytes_with, read_photo, DecodeError, DecodeLimits, DecodedImage,
+};
 use crate::media::exif::map_box_to_stored;
 use florence2::hub::{resolve, ModelSource};
 use florence2::{Florence2, GenerationConfig, Output, Task, Timings};
@@ -127,8 +129,13 @@ fn load_job_image(catalog: &Catalog, job: &Job) -> Result<(PathBuf, DecodedImage
     let limits = DecodeLimits::default();
     let mut last_decode_error = None;
     for path in &paths {
-        let Ok(bytes) = std::fs::read(path) else {
-            continue;
+        let bytes = match read_photo(path, &limits) {
+            Ok(bytes) => bytes,
+            Err(e @ DecodeError::FileTooLarge { .. }) => {
+                last_decode_error = Some(JobError::Decode(e));
+                continue;
+            }
+            Err(_) => continue,
         };
         let file_hash = blake3::hash(&bytes).to_hex();
         if file_hash.as_str() != job.hash

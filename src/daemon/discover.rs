@@ -45,7 +45,7 @@ use crate::library::{
     WalkItem, WatchEvent,
 };
 use crate::media::kind::FileClass;
-use crate::media::probe::{probe, Probe};
+use crate::media::probe::{probe_file, Probe};
 
 /// Most files recorded in one write transaction. Each commit costs a few ms (WAL checkpoints), so
 /// big transactions are what makes the initial catalog fast (~2× over 512-file ones).
@@ -761,7 +761,8 @@ fn settled_by_mtime(mtime_ns: i64, now: SystemTime, settle: Duration) -> bool {
     now_ns.saturating_sub(mtime_ns) >= settle_ns
 }
 
-/// Reads a settled file once: checks it did not change meanwhile, then lets `media::probe` say
+/// Reads a settled file once (streamed: see `media::probe`): checks it did not change meanwhile,
+/// then lets `media::probe` say
 /// whether it is a photo we can caption (by content where its name does not say so) and what the
 /// catalog records of it (hash, header size, EXIF), with no pixel decode.
 fn examine(facts: &FileFacts) -> Examined {
@@ -774,19 +775,19 @@ fn examine(facts: &FileFacts) -> Examined {
             Examined::Unreadable
         }
     };
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let probed = match probe_file(path) {
+        Ok(p) => p,
         Err(e) => return unreadable(e),
     };
     match FileFacts::stat(path) {
         Ok(now)
             if now.size == facts.size
                 && now.mtime_ns == facts.mtime_ns
-                && now.size == bytes.len() as u64 => {}
+                && (now.size == probed.bytes_read || probed.probe == Probe::NotImage) => {}
         Ok(now) => return Examined::Changing(now),
         Err(e) => return unreadable(e),
     }
-    match probe(&bytes, path) {
+    match probed.probe {
         Probe::NotImage => Examined::NotImage,
         Probe::NoDecoder(kind) => {
             // Camera JPEGs beside RAW files are captioned as usual.

@@ -64,6 +64,12 @@ pub enum DecodeError {
         height: u32,
         max_aspect_ratio: u32,
     },
+    #[error("{path} is {size} bytes, over the limit of {limit} bytes for one photo")]
+    FileTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{path} needs {needed} bytes to decode, over the limit of {limit} bytes")]
     TooMuchMemory {
         path: PathBuf,
@@ -87,9 +93,13 @@ pub struct DecodeLimits {
     /// Largest width × height accepted. Default 200 MP, above the largest consumer cameras
     /// (~100–150 MP) and panoramas of ordinary size.
     pub max_pixels: u64,
-    /// Largest decoder buffer (and file size) accepted, in bytes. Default 2 GiB: a 16-bit RGBA
-    /// image at the pixel limit would need 1.6 GB.
+    /// Largest decoder buffer accepted, in bytes. Default 2 GiB: a 16-bit RGBA image at the
+    /// pixel limit would need 1.6 GB.
     pub max_bytes_alloc: u64,
+    /// Largest file read to be decoded, in bytes. Default 1 GiB, several times the largest
+    /// camera files (a 150 MP 16-bit TIFF is ~900 MB): a bigger "photo" is refused before a
+    /// byte of it is read, instead of being read into memory on every attempt.
+    pub max_file_bytes: u64,
     /// Longest side at most this many times the shortest. Default 100, far beyond any panorama:
     /// the model squeezes every image into a square, and a 199,000,000×1 PNG (580 KB on disk)
     /// would otherwise take gigabytes in the decoder and the resampler's weight tables.
@@ -101,6 +111,7 @@ impl Default for DecodeLimits {
         DecodeLimits {
             max_pixels: 200_000_000,
             max_bytes_alloc: 2 << 30,
+            max_file_bytes: 1 << 30,
             max_aspect_ratio: 100,
         }
     }
@@ -126,24 +137,26 @@ pub struct DecodedImage {
 
 /// Reads and decodes one file.
 pub fn decode_image(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
-    let len = std::fs::metadata(path)
-        .map_err(|source| DecodeError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
-    if len > limits.max_bytes_alloc {
-        return Err(DecodeError::TooMuchMemory {
-            path: path.to_path_buf(),
-            needed: len,
-            limit: limits.max_bytes_alloc,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Read {
+    let bytes = read_photo(path, limits)?;
+    decode_image_bytes_with(&bytes, path, limits)
+}
+
+/// Reads a photo file whole, refusing one over [`DecodeLimits::max_file_bytes`] before reading
+/// any of it.
+pub fn read_photo(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
+    let read_err = |source| DecodeError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    decode_image_bytes_with(&bytes, path, limits)
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > limits.max_file_bytes {
+        return Err(DecodeError::FileTooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: limits.max_file_bytes,
+        });
+    }
+    std::fs::read(path).map_err(read_err)
 }
 
 /// Decodes an in-memory file with the default limits; `name_for_errors` is what errors call it.
