@@ -178,7 +178,19 @@ pub fn process_batch(
     for job in jobs {
         match load_job_image(catalog, job) {
             Ok((path, image)) => ready.push((job, path, image)),
-            Err(e) => fail_job(catalog, job, &format!("{e:#}"), policy, &mut report)?,
+            Err(e) => {
+                // A photo refused on its size or header fails the same way every time: once.
+                let permanent = matches!(
+                    e.downcast_ref::<JobError>(),
+                    Some(JobError::Decode(d)) if d.is_permanent()
+                );
+                let once = RetryPolicy {
+                    max_attempts: 1,
+                    ..policy.clone()
+                };
+                let policy = if permanent { &once } else { policy };
+                fail_job(catalog, job, &format!("{e:#}"), policy, &mut report)?
+            }
         }
     }
     if ready.is_empty() {

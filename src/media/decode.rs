@@ -87,6 +87,20 @@ pub enum DecodeError {
     NoPreview { path: PathBuf },
 }
 
+impl DecodeError {
+    /// Whether the same bytes would fail the same way every time (a limit checked on the file's
+    /// size or header): retrying it only wastes attempts.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::FileTooLarge { .. }
+                | DecodeError::TooElongated { .. }
+                | DecodeError::TooManyPixels { .. }
+                | DecodeError::TooMuchMemory { .. }
+        )
+    }
+}
+
 /// Caps checked against the header before decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {

@@ -123,6 +123,68 @@ fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}{suffix}"))
 }
 
+/// Removes the temp files a killed captiond left in `dir` (`.NAME.captiond-PID-N.tmp` whose PID
+/// no longer runs), once per folder per process: a `kill -9` between writing a temp file and
+/// renaming it leaves one behind, and nothing else would ever remove it.
+fn sweep_stale_temps(dir: &Path) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SWEPT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if !swept
+            .get_or_insert_with(HashSet::new)
+            .insert(dir.to_path_buf())
+        {
+            return;
+        }
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(stale_temp_pid) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a temp file a stopped captiond left")
+                }
+                Err(e) => {
+                    tracing::debug!(path = %entry.path().display(), "cannot remove a stale temp file: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// The PID in a temp file name made by [`temp_path`] (`.NAME.captiond-PID-N.tmp`).
+fn stale_temp_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = rest.rsplit_once(".captiond-")?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this PID exists (a PID that exists but is not ours to signal counts).
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true // never remove what might be in use
+}
+
 /// Whether the user captiond runs as may write `path` in place. Replacing a file by rename
 /// needs only the folder's write permission; this keeps us to what the file itself allows
 /// (`access(2)` with the effective ids, as the kernel would judge an `open` for writing).
@@ -224,6 +286,7 @@ pub(crate) fn update_file_observed(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    sweep_stale_temps(&dir);
     for _ in 0..MAX_ATTEMPTS {
         let before = snapshot(&target)?;
         if let Some(b) = &before {
@@ -530,5 +593,33 @@ mod tests {
         update_file(&target, |_| Ok(Change::Write(b"<x/>".to_vec()))).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"<x/>");
         assert!(leftovers(d.path()).is_empty());
+    }
+
+    /// Temp files left by a killed captiond (its PID gone) are swept on the next write in their
+    /// folder; a live process's are not.
+    #[cfg(unix)]
+    #[test]
+    fn temp_files_of_a_dead_process_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = d.path().join(format!(".a.xmp.captiond-{dead}-3.tmp"));
+        let live = d.path().join(".b.xmp.captiond-1-0.tmp"); // PID 1 always runs
+        let other = d.path().join(".c.tmp");
+        for p in [&stale, &live, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(
+            stale_temp_pid(&format!(".a.xmp.captiond-{dead}-3.tmp")),
+            Some(dead)
+        );
+        assert_eq!(stale_temp_pid(".c.tmp"), None);
+        update_file(&d.path().join("a.xmp"), |_| {
+            Ok(Change::Write(b"new".to_vec()))
+        })
+        .unwrap();
+        assert!(!stale.exists(), "the dead process's temp file is swept");
+        assert!(live.exists() && other.exists(), "nothing else is touched");
     }
 }

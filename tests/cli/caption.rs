@@ -141,6 +141,40 @@ fn microsoft_layout_gives_the_reference_boxes() {
     }
 }
 
+/// `CAPTIOND_GENERIC_OPS=1` (the GPU code path, on the CPU) gives the reference's tokens too,
+/// for a caption and for `<OD>` with beams.
+#[test]
+fn the_generic_ops_path_matches_the_reference() {
+    let env = TestEnv::new();
+    for (name, beams) in [("rgb_odd_caption", 1u64), ("portrait_od", 0)] {
+        let case = golden("tiny-a", name);
+        let (beams, want) = if beams == 1 {
+            (1, &case.greedy)
+        } else {
+            (case.num_beams, &case.beam)
+        };
+        let run = env.run_env(
+            &[("CAPTIOND_GENERIC_OPS", "1")],
+            [
+                "caption",
+                "--model-dir",
+                &tiny_a(),
+                "--task",
+                &case.task,
+                "--beams",
+                &beams.to_string(),
+                "--max-new-tokens",
+                &case.max_new_tokens.to_string(),
+                "--json",
+                &text(&case.image),
+            ],
+        );
+        run.expect_code(0);
+        let row = run.single_row();
+        check_matches(&run, &row, want, &format!("{name} on the generic path"));
+    }
+}
+
 /// Without `--task` the caption command runs `<MORE_DETAILED_CAPTION>` (README).
 #[test]
 fn more_detailed_caption_is_the_default_task() {

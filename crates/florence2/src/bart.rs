@@ -9,6 +9,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::TextConfig;
+use super::kernels::use_cpu_kernels;
 use super::nn::{layer_norm, linear, matmul, LayerNorm, Linear, Mlp};
 
 const LN_EPS: f64 = 1e-5;
@@ -96,7 +97,7 @@ impl EncoderLayer {
     }
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let attn = if mask.is_none() && xs.device().is_cpu() && xs.dtype() == DType::F32 {
+        let attn = if mask.is_none() && use_cpu_kernels(xs) {
             // The whole sequence is one "window" for the DaViT kernel: no q/k/v copies.
             let op = super::cpu_attention::WindowAttentionOp {
                 heads: self.self_attn.num_heads,
@@ -371,7 +372,7 @@ impl Bart {
         }
         cache.offset += l;
         let last = xs.narrow(1, l - 1, 1)?.reshape((b, xs.dim(2)?))?;
-        let logits = if last.device().is_cpu() && last.dtype() == DType::F32 {
+        let logits = if use_cpu_kernels(&last) {
             // The tied LM head is the largest matrix of a decode step: stream it once.
             let op = super::cpu_linear::CpuLinear {
                 bias: None,

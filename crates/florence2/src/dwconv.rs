@@ -47,18 +47,29 @@ impl DepthwiseConvResidual {
     }
 
     fn forward_generic(&self, xs: &Tensor) -> Result<Tensor> {
-        let nchw = xs.permute((0, 3, 1, 2))?.contiguous()?;
-        let conv = nchw.conv2d(&self.weight, 1, 1, 1, self.weight.dim(0)?)?;
-        let conv = conv.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
-        (conv + nchw)?.permute((0, 2, 3, 1))?.contiguous()
+        // candle's CPU conv has no bf16 kernel (GPUs do): there, as for matmuls, compute in f32.
+        if xs.dtype() == DType::BF16 && xs.device().is_cpu() {
+            let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+            let out = depthwise_residual(&f32(xs)?, &f32(&self.weight)?, &f32(&self.bias)?)?;
+            return out.to_dtype(DType::BF16);
+        }
+        depthwise_residual(xs, &self.weight, &self.bias)
     }
+}
+
+/// The candle ops of a 3×3 depthwise conv plus bias plus residual on (B, H, W, C).
+fn depthwise_residual(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let nchw = xs.permute((0, 3, 1, 2))?.contiguous()?;
+    let conv = nchw.conv2d(weight, 1, 1, 1, weight.dim(0)?)?;
+    let conv = conv.broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
+    (conv + nchw)?.permute((0, 2, 3, 1))?.contiguous()
 }
 
 impl Module for DepthwiseConvResidual {
     /// `xs`: (B, H, W, C).
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let _enter = self.span.enter();
-        if !xs.device().is_cpu() {
+        if !xs.device().is_cpu() || super::kernels::generic_ops() {
             return self.forward_generic(xs);
         }
         let dtype = xs.dtype();

@@ -9,6 +9,7 @@ pub mod cpu_linear;
 pub mod dwconv;
 pub mod generate;
 pub mod hub;
+pub mod kernels;
 pub mod load;
 pub mod model;
 pub mod nn;

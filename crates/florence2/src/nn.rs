@@ -11,6 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu_linear::CpuLinear;
+use super::kernels::use_cpu_kernels;
 
 /// candle-nn's LayerNorm with a TRACE span, so profiles show where normalisation time goes (the
 /// same wrapper candle-transformers keeps in `with_tracing`; that crate is not worth compiling
@@ -121,8 +122,7 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x2 = xs.contiguous()?.reshape((rows, k))?;
         let fusable_act = matches!(act, None | Some(candle_nn::Activation::Gelu));
-        let fused = x2.device().is_cpu()
-            && x2.dtype() == DType::F32
+        let fused = use_cpu_kernels(&x2)
             && self.weight.dtype() == DType::F32
             && fusable_act
             && (self.bias.is_none() || self.bias_f32.is_some());
@@ -203,7 +203,7 @@ impl Conv2d {
         let Some(linear) = &self.as_linear else {
             return Ok(None);
         };
-        if !xs.device().is_cpu() || xs.dtype() != DType::F32 {
+        if !use_cpu_kernels(xs) {
             return Ok(None);
         }
         let _enter = self.span.enter();

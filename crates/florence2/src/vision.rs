@@ -17,7 +17,7 @@ const LN_EPS: f64 = 1e-5;
 
 /// The direct attention kernels cover the CPU in f32; everything else takes the tensor path.
 fn on_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+    super::kernels::use_cpu_kernels(t)
 }
 
 /// Patch embedding: conv (7×7/4 then 3×3/2) with a LayerNorm after it (stage 0) or before it.
