@@ -252,11 +252,16 @@ idle_unload = "10m"
         Some(conn)
     }
 
-    /// One integer from the catalog (0 while it does not exist yet).
+    /// One integer from the catalog (0 while it does not exist yet, or for a NULL). A query
+    /// that fails on an existing catalog (a renamed table or column) fails the test: it must
+    /// never read as 0.
+    #[track_caller]
     pub fn count(&self, sql: &str) -> i64 {
-        self.sql()
-            .and_then(|c| c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok())
-            .flatten()
+        let Some(conn) = self.sql() else {
+            return 0;
+        };
+        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .unwrap_or_else(|e| panic!("catalog query failed: {sql}: {e}"))
             .unwrap_or(0)
     }
 

@@ -121,8 +121,8 @@ fn parquet_reads_back_in_rust() {
     assert_eq!(seen, 6);
 }
 
-/// pyarrow (and pandas, if present) read the file; skipped with a message when pyarrow is not
-/// installed. Under CI=true the outcome is printed either way.
+/// pyarrow (and pandas, if present) read the file. Skipped with a message when pyarrow is not
+/// installed, except under CI=true, where `.ci/run` installs it: there a missing pyarrow fails.
 #[test]
 fn parquet_reads_back_in_pyarrow() {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -131,6 +131,10 @@ fn parquet_reads_back_in_pyarrow() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_pyarrow {
+        assert!(
+            !ci,
+            "pyarrow is missing under CI (`.ci/run` puts a venv with it first on PATH)"
+        );
         say(
             ci,
             "usercli: pyarrow check SKIPPED: `python3 -c 'import pyarrow'` failed",
@@ -296,13 +300,24 @@ fn usage_errors_exit_2_and_leave_no_file() {
     env.run(&["export"]).expect_code(2);
     env.run(&["export", "--out", "photos.txt"]).expect_code(2);
     env.run(&["export", "--format", "xml"]).expect_code(2);
-    // A destination that cannot be written: runtime error, nothing left behind.
+    // Destinations that cannot be written: runtime error, nothing left behind. The runs start
+    // in the temp dir's root, so a relative partial file would land there.
+    let listing = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(env.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    std::fs::write(env.root().join("afile"), b"x").unwrap();
+    let before = listing();
     let run = env.run(&["export", "--out", "no/such/dir/photos.parquet"]);
     run.expect_code(1);
-    let left: Vec<_> = std::fs::read_dir(env.root())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("partial"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    let run = env.run(&["export", "--out", "afile/photos.csv"]);
+    run.expect_code(1);
+    let left: Vec<_> = listing().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        !before.contains("photos.txt"),
+        "a usage error wrote its file"
+    );
 }
