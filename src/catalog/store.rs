@@ -1175,8 +1175,10 @@ mod tests {
         assert_eq!(f.cat.queue_counts(None).unwrap().pending, 0);
     }
 
-    /// A measurement, not a test of speed: prints the bulk insert rate.
+    /// A measurement, not a test of speed: prints the bulk insert rate. Not part of every test
+    /// run (it costs seconds); run it with `cargo test -- --ignored bulk_insert_rate`.
     #[test]
+    #[ignore = "a measurement; run with --ignored"]
     fn bulk_insert_rate_20k() {
         let f = fixture();
         let photos: Vec<NewPhoto> = (0..20_000)

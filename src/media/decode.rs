@@ -742,7 +742,6 @@ mod tests {
         bytes[20..24].copy_from_slice(&60000u32.to_be_bytes());
         let crc = crc32(&bytes[12..29]);
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-        let start = std::time::Instant::now();
         let err = decode_image_bytes(&bytes, name()).unwrap_err();
         match &err {
             DecodeError::TooManyPixels {
@@ -754,7 +753,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(err.to_string().contains("60000×60000"), "{err}");
-        assert!(start.elapsed().as_secs() < 2);
 
         // The byte limit applies separately.
         let limits = DecodeLimits {

@@ -46,21 +46,15 @@ fn readers_work_while_a_write_transaction_is_open() {
     });
     ready_rx.recv().unwrap();
 
+    // The writer commits only after these runs are done: a reader that waited for it would
+    // hit the busy timeout and fail, so success means it did not wait (no clock involved).
     let run = env.run(&["search", "dog", "--json"]);
     run.expect_code(0);
     run.check(run.json_lines().len() == 3, "search answers");
-    run.check(
-        run.elapsed < Duration::from_secs(4),
-        "without waiting for the writer",
-    );
     let run = env.run(&["status", "--json"]);
     run.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     run.check(v["pending"] == 1, "the open transaction is not visible");
-    run.check(
-        run.elapsed < Duration::from_secs(4),
-        "without waiting for the writer",
-    );
     let run = env.run(&["export", "--format", "jsonl"]);
     run.expect_code(0);
     run.check(
