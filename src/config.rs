@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::library::PollMode;
-use crate::sidecar::{SidecarNaming, SidecarSettings};
 use florence2::hub::ModelSource;
 use florence2::{DeviceChoice, DtypeChoice, Task};
+
+use crate::library::PollMode;
+use crate::sidecar::{SidecarNaming, SidecarSettings};
 
 /// The model captiond uses when the config names none.
 pub const DEFAULT_MODEL_REPO: &str = "florence-community/Florence-2-base";

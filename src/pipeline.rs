@@ -10,6 +10,9 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::Value;
 
+use florence2::hub::{resolve, ModelSource};
+use florence2::{Florence2, GenerationConfig, Output, Task, Timings};
+
 use crate::catalog::{Catalog, CatalogError, FailOutcome, Job, Region, RetryPolicy, TaskResult};
 use crate::clean::{display_caption, keywords};
 use crate::config::ModelSettings;
@@ -17,8 +20,6 @@ use crate::media::decode::{
     decode_image_bytes_with, read_photo, DecodeError, DecodeLimits, DecodedImage,
 };
 use crate::media::exif::map_box_to_stored;
-use florence2::hub::{resolve, ModelSource};
-use florence2::{Florence2, GenerationConfig, Output, Task, Timings};
 
 /// What identifies "the same captioning" across runs: model, revision and task list. Results of
 /// another profile do not count, so changing any of them re-queues the library (`reprocess`).

@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
+use florence2::hub::ModelSource;
+use florence2::{DeviceChoice, DtypeChoice, Task, Timings};
+
 use crate::clean::display_caption;
 use crate::config::Settings;
 use crate::media::decode::{decode_image, DecodeLimits};
 use crate::pipeline::Captioner;
-use florence2::hub::ModelSource;
-use florence2::{DeviceChoice, DtypeChoice, Task, Timings};
 
 // Field docs are `--help` text: `[model]` there names the config table, not a doc link.
 #[allow(rustdoc::broken_intra_doc_links)]

@@ -18,14 +18,15 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use florence2::hub::{self, HubSettings, ModelSource};
+use florence2::load::ModelFiles;
+use florence2::DeviceChoice;
+
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{default_config_path, Library, Settings};
 use crate::errors::error_chain as chain;
 use crate::library::scan::{self, PathFilter};
 use crate::library::{filesystem_kind, should_poll, FsKind};
-use florence2::hub::{self, HubSettings, ModelSource};
-use florence2::load::ModelFiles;
-use florence2::DeviceChoice;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {}

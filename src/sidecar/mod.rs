@@ -62,11 +62,11 @@ pub mod naming;
 mod write;
 pub mod xmp;
 
-use crate::clock::now_ms;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, CatalogError, PhotoState};
+use crate::clock::now_ms;
 
 pub use content::{Provenance, SidecarContent};
 pub use follow::{follow, FollowOutcome};
