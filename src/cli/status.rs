@@ -115,19 +115,17 @@ fn rfc3339(ms: i64) -> String {
 
 /// Gathers everything `status` shows; `catalog` is `None` before the first scan.
 pub fn collect(settings: &Settings, catalog: Option<&Catalog>) -> anyhow::Result<Status> {
-    let counts = match catalog {
-        Some(c) => c.queue_counts(None)?,
-        None => QueueCounts::default(),
-    };
-    let last_hour = match catalog {
-        Some(c) => c.captioned_since(crate::catalog::now_ms() - 3_600_000)?,
-        None => 0,
+    // Before the first scan there is no catalog: every count is 0 and no library was scanned.
+    let (counts, last_hour, rows, rescan_requests) = match catalog {
+        Some(c) => (
+            c.queue_counts(None)?,
+            c.captioned_since(crate::catalog::now_ms() - 3_600_000)?,
+            c.libraries()?,
+            c.rescan_requests_waiting()?,
+        ),
+        None => (QueueCounts::default(), 0, Vec::new(), 0),
     };
     let daemon = daemon_state(&settings.database);
-    let rows = match catalog {
-        Some(c) => c.libraries()?,
-        None => Vec::new(),
-    };
 
     let mut libraries = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
@@ -196,10 +194,7 @@ pub fn collect(settings: &Settings, catalog: Option<&Catalog>) -> anyhow::Result
         libraries,
         daemon_running: daemon.running(),
         daemon_pid: daemon.pid(),
-        rescan_requests: match catalog {
-            Some(c) => c.rescan_requests_waiting()?,
-            None => 0,
-        },
+        rescan_requests,
         model,
     })
 }

@@ -66,48 +66,32 @@ pub fn probe_file(path: &Path) -> io::Result<ProbedFile> {
     let size = file.metadata()?.len();
     let mut head = Vec::with_capacity(HEAD_BYTES.min(size as usize));
     (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
-    let by_name = path
-        .file_name()
-        .map_or(FileClass::Unknown, class_by_extension);
-    let kind = sniff_bytes(&head);
-    if by_name != FileClass::Image && kind.is_none() {
-        return Ok(ProbedFile {
-            probe: Probe::NotImage,
-            bytes_read: head.len() as u64,
-        });
-    }
-    let raw_like = has_raw_extension(path)
-        || matches!(
-            kind,
-            Some(ImageKind::Raw | ImageKind::Heic | ImageKind::Avif | ImageKind::Jxl)
-        );
     let complete = (head.len() as u64) < HEAD_BYTES as u64;
-    if raw_like && !complete {
-        return read_whole(head, &mut file, size, path);
+    match classify(&head, path) {
+        Class::NotImage => {
+            return Ok(ProbedFile {
+                probe: Probe::NotImage,
+                bytes_read: head.len() as u64,
+            })
+        }
+        Class::RawLike(_) if !complete => return read_whole(head, &mut file, size, path),
+        Class::RawLike(_) => {}
+        Class::Ordinary if complete => {}
+        Class::Ordinary => return stream_large(head, &mut file, path),
     }
-    if raw_like || complete {
-        let bytes_read = head.len() as u64;
-        return Ok(ProbedFile {
-            probe: probe(&head, path),
-            bytes_read,
-        });
-    }
-    // A large ordinary image: hash the rest as it streams past.
+    let bytes_read = head.len() as u64;
+    Ok(ProbedFile {
+        probe: probe(&head, path),
+        bytes_read,
+    })
+}
+
+/// A large ordinary image: the rest is hashed as it streams past; size and EXIF come from the
+/// head, or from the whole file when its header lies past the head.
+fn stream_large(head: Vec<u8>, file: &mut File, path: &Path) -> io::Result<ProbedFile> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&head);
-    let mut bytes_read = head.len() as u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                bytes_read += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let bytes_read = head.len() as u64 + stream_into(&mut hasher, file)?;
     let mut size_found = header_size(&head);
     let mut exif = read_exif(&head);
     if size_found.is_none() && bytes_read <= WHOLE_READ_MAX {
@@ -178,39 +162,76 @@ impl Drop for Held {
     }
 }
 
-/// Probes a whole file's `bytes`; `path` is its name (the extension refines a TIFF into a RAW
-/// and lets a known image name through even when its bytes are broken, so its failure shows).
-pub fn probe(bytes: &[u8], path: &Path) -> Probe {
+/// Streams the rest of `reader` into `hasher`; returns how many bytes that was.
+pub(crate) fn stream_into(hasher: &mut blake3::Hasher, reader: &mut impl Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What a file's name and first bytes make of it.
+enum Class {
+    /// A name we do not know and no image magic.
+    NotImage,
+    /// Camera RAW (captioned from its embedded preview, which can sit anywhere in the file) or a
+    /// format without a decoder here: the whole file is needed to tell.
+    RawLike(Option<ImageKind>),
+    /// Any other image: its header and EXIF are at the start.
+    Ordinary,
+}
+
+fn classify(head: &[u8], path: &Path) -> Class {
     let by_name = path
         .file_name()
         .map_or(FileClass::Unknown, class_by_extension);
-    let kind = sniff_bytes(bytes);
+    let kind = sniff_bytes(head);
     if by_name != FileClass::Image && kind.is_none() {
-        return Probe::NotImage;
+        return Class::NotImage;
     }
-    let hash = || blake3::hash(bytes).to_hex().to_string();
-    if has_raw_extension(path)
+    let raw_like = has_raw_extension(path)
         || matches!(
             kind,
             Some(ImageKind::Raw | ImageKind::Heic | ImageKind::Avif | ImageKind::Jxl)
-        )
-    {
+        );
+    if raw_like {
+        Class::RawLike(kind)
+    } else {
+        Class::Ordinary
+    }
+}
+
+/// Probes a whole file's `bytes`; `path` is its name (the extension refines a TIFF into a RAW
+/// and lets a known image name through even when its bytes are broken, so its failure shows).
+pub fn probe(bytes: &[u8], path: &Path) -> Probe {
+    let hash = || blake3::hash(bytes).to_hex().to_string();
+    match classify(bytes, path) {
+        Class::NotImage => Probe::NotImage,
         // Camera RAW is captioned from its embedded JPEG preview (media::raw): a RAW's own IFD0
         // is often a thumbnail, and the `image` crate reads no RAW header.
-        return match raw_facts(bytes, path) {
+        Class::RawLike(kind) => match raw_facts(bytes, path) {
             Some((preview, exif)) => Probe::Photo(Probed {
                 hash: hash(),
                 size: Some((preview.width, preview.height)),
                 exif,
             }),
             None => Probe::NoDecoder(kind),
-        };
+        },
+        Class::Ordinary => Probe::Photo(Probed {
+            hash: hash(),
+            size: header_size(bytes),
+            exif: read_exif(bytes),
+        }),
     }
-    Probe::Photo(Probed {
-        hash: hash(),
-        size: header_size(bytes),
-        exif: read_exif(bytes),
-    })
 }
 
 /// Pixel size from the image header alone; `None` for formats the `image` crate cannot read

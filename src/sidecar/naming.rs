@@ -118,15 +118,12 @@ pub fn sidecar_path(image: &Path, naming: SidecarNaming) -> SidecarLocation {
     names.sort();
 
     // `ext`: `X.xmp` is the sidecar of the file `X` when that file is there and is not us.
+    // Only names equal to `wanted` but for ASCII case are asked, so the last 4 bytes are `.xmp`.
     let anothers = |n: &OsString| {
+        let owner = &n.as_encoded_bytes()[..n.len() - 4];
         naming == SidecarNaming::Ext
-            && n.as_encoded_bytes()
-                .strip_suffix(b".xmp")
-                .or_else(|| n.as_encoded_bytes().get(..n.len().saturating_sub(4)))
-                .is_some_and(|owner| {
-                    owner != image.file_name().unwrap_or_default().as_encoded_bytes()
-                        && names.iter().any(|m| m.as_encoded_bytes() == owner)
-                })
+            && owner != image.file_name().unwrap_or_default().as_encoded_bytes()
+            && names.iter().any(|m| m.as_encoded_bytes() == owner)
     };
     let existing = if names.contains(&wanted) {
         Some(wanted.clone())

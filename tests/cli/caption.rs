@@ -8,11 +8,31 @@
 use serde_json::Value;
 
 use super::support::{
-    check_matches, check_row_shape, golden, image, manifest, model, str_field, text, TestEnv,
+    check_matches, check_row_shape, golden, image, manifest, model, str_field, text, Golden,
+    TestEnv,
 };
 
 fn tiny_a() -> String {
     text(&model("tiny-a"))
+}
+
+/// `caption --model-dir DIR --task T --beams N --max-new-tokens M --json IMAGE` for a golden case.
+fn golden_args(model_dir: &str, case: &Golden, beams: u64) -> Vec<String> {
+    [
+        "caption",
+        "--model-dir",
+        model_dir,
+        "--task",
+        &case.task,
+        "--beams",
+        &beams.to_string(),
+        "--max-new-tokens",
+        &case.max_new_tokens.to_string(),
+        "--json",
+        &text(&case.image),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The brief's command, with the image given by a relative path: the row echoes it as given.
@@ -48,19 +68,7 @@ fn greedy_caption_matches_the_reference() {
 fn beam_caption_matches_the_reference() {
     let env = TestEnv::new();
     let case = golden("tiny-a", "rgb_odd_caption");
-    let run = env.run([
-        "caption",
-        "--model-dir",
-        &tiny_a(),
-        "--task",
-        &case.task,
-        "--beams",
-        &case.num_beams.to_string(),
-        "--max-new-tokens",
-        &case.max_new_tokens.to_string(),
-        "--json",
-        &text(&case.image),
-    ]);
+    let run = env.run(golden_args(&tiny_a(), &case, case.num_beams));
     run.expect_code(0);
     let row = run.single_row();
     check_row_shape(&run, &row, true);
@@ -80,20 +88,9 @@ fn beam_caption_matches_the_reference() {
 fn object_detection_matches_the_reference() {
     let env = TestEnv::new();
     let case = golden("tiny-a", "portrait_od");
+    assert_eq!(case.task, "<OD>");
     for (beams, want) in [(1, &case.greedy), (case.num_beams, &case.beam)] {
-        let run = env.run([
-            "caption",
-            "--model-dir",
-            &tiny_a(),
-            "--task",
-            "<OD>",
-            "--beams",
-            &beams.to_string(),
-            "--max-new-tokens",
-            &case.max_new_tokens.to_string(),
-            "--json",
-            &text(&case.image),
-        ]);
+        let run = env.run(golden_args(&tiny_a(), &case, beams));
         run.expect_code(0);
         let row = run.single_row();
         check_row_shape(&run, &row, false);
@@ -114,20 +111,10 @@ fn object_detection_matches_the_reference() {
 fn microsoft_layout_gives_the_reference_boxes() {
     let env = TestEnv::new();
     let case = golden("tiny-a-remote", "portrait_od");
+    assert_eq!(case.task, "<OD>");
+    let remote = text(&model("tiny-a-remote"));
     for (beams, want) in [(1, &case.greedy), (case.num_beams, &case.beam)] {
-        let run = env.run([
-            "caption",
-            "--model-dir",
-            &text(&model("tiny-a-remote")),
-            "--task",
-            "<OD>",
-            "--beams",
-            &beams.to_string(),
-            "--max-new-tokens",
-            &case.max_new_tokens.to_string(),
-            "--json",
-            &text(&case.image),
-        ]);
+        let run = env.run(golden_args(&remote, &case, beams));
         run.expect_code(0);
         let row = run.single_row();
         if beams == 1 {
@@ -146,28 +133,16 @@ fn microsoft_layout_gives_the_reference_boxes() {
 #[test]
 fn the_generic_ops_path_matches_the_reference() {
     let env = TestEnv::new();
-    for (name, beams) in [("rgb_odd_caption", 1u64), ("portrait_od", 0)] {
+    for (name, beam_search) in [("rgb_odd_caption", false), ("portrait_od", true)] {
         let case = golden("tiny-a", name);
-        let (beams, want) = if beams == 1 {
-            (1, &case.greedy)
-        } else {
+        let (beams, want) = if beam_search {
             (case.num_beams, &case.beam)
+        } else {
+            (1, &case.greedy)
         };
         let run = env.run_env(
             &[("CAPTIOND_GENERIC_OPS", "1")],
-            [
-                "caption",
-                "--model-dir",
-                &tiny_a(),
-                "--task",
-                &case.task,
-                "--beams",
-                &beams.to_string(),
-                "--max-new-tokens",
-                &case.max_new_tokens.to_string(),
-                "--json",
-                &text(&case.image),
-            ],
+            golden_args(&tiny_a(), &case, beams),
         );
         run.expect_code(0);
         let row = run.single_row();

@@ -11,14 +11,10 @@ use candle_nn::VarBuilder;
 use super::config::VisionConfig;
 use super::cpu_attention::{ChannelAttentionOp, WindowAttentionOp};
 use super::dwconv::DepthwiseConvResidual;
+use super::kernels::use_cpu_kernels;
 use super::nn::{layer_norm, linear, matmul, Conv2d, LayerNorm, Linear, Mlp};
 
 const LN_EPS: f64 = 1e-5;
-
-/// The direct attention kernels cover the CPU in f32; everything else takes the tensor path.
-fn on_cpu_f32(t: &Tensor) -> bool {
-    super::kernels::use_cpu_kernels(t)
-}
 
 /// Patch embedding: conv (7×7/4 then 3×3/2) with a LayerNorm after it (stage 0) or before it.
 #[derive(Debug, Clone)]
@@ -56,7 +52,7 @@ impl ConvEmbed {
 
     /// (B, H, W, C_in) channels-last, or (B, 3, H, W) pixels for stage 0 -> (B, H', W', C_out).
     fn forward(&self, xs: &Tensor, channels_last: bool) -> Result<Tensor> {
-        if on_cpu_f32(xs) {
+        if use_cpu_kernels(xs) {
             let mut xs = if channels_last {
                 xs.clone()
             } else {
@@ -141,7 +137,7 @@ impl WindowAttention {
         let tokens = ws * ws;
         let head_dim = c / self.num_heads;
         let qkv = self.qkv.forward(&windows)?;
-        let out = if on_cpu_f32(&qkv) {
+        let out = if use_cpu_kernels(&qkv) {
             qkv.apply_op1_no_bwd(&WindowAttentionOp {
                 heads: self.num_heads,
                 scale: self.scale as f32,
@@ -197,7 +193,7 @@ impl ChannelAttention {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, n, c) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
-        let out = if on_cpu_f32(&qkv) {
+        let out = if use_cpu_kernels(&qkv) {
             qkv.apply_op1_no_bwd(&ChannelAttentionOp {
                 groups: self.groups,
             })?
